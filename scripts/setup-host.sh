@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 / Ubuntu machine for tljh-rees development and tests:
+# system packages, a Docker engine with the buildx plugin, a running dockerd,
+# the configurable-http-proxy, and a Python virtual environment in .venv.
+# Idempotent: every step checks first and is quick when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup-host] %s\n' "$*" >&2; }
+need_root() { [ "$(id -u)" = 0 ] || { log "run as root (apt-get and dockerd need it)"; exit 1; }; }
+
+APT_PACKAGES=(
+  docker.io git ca-certificates debootstrap iptables
+  squashfs-tools siftool charliecloud-runtime docker-registry skopeo
+  chromium chromium-driver
+)
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Debian 12 ships no buildx; Debian 13's package is a static binary that works with it.
+install_buildx() {
+  docker buildx version >/dev/null 2>&1 && return
+  if apt-cache policy docker-buildx 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-buildx >/dev/null && return
+  fi
+  log "installing docker-buildx from Debian trixie"
+  local d; d=$(mktemp -d); chmod 755 "$d"
+  mkdir -p "$d/lists" "$d/sources.list.d"
+  echo "deb http://deb.debian.org/debian trixie main" > "$d/sources.list"
+  local opts=(-o Dir::Etc::sourcelist="$d/sources.list" -o Dir::Etc::sourceparts="$d/sources.list.d"
+              -o Dir::State::Lists="$d/lists" -o APT::Get::List-Cleanup=0)
+  apt-get "${opts[@]}" update -qq
+  (cd "$d" && apt-get "${opts[@]}" download docker-buildx >/dev/null)
+  dpkg -i "$d"/docker-buildx_*.deb >/dev/null
+  rm -rf "$d"
+}
+
+start_dockerd() {
+  if docker info >/dev/null 2>&1; then return; fi
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl enable --now docker
+  else
+    log "starting dockerd (log: /var/log/tljh-rees-dockerd.log)"
+    setsid nohup dockerd >/var/log/tljh-rees-dockerd.log 2>&1 < /dev/null &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return; sleep 0.5; done
+  log "dockerd did not come up; see /var/log/tljh-rees-dockerd.log"; exit 1
+}
+
+install_proxy() {
+  command -v configurable-http-proxy >/dev/null && return
+  log "installing configurable-http-proxy from npm"
+  npm install -g --silent configurable-http-proxy >/dev/null
+}
+
+# The virtual environment; JUPYTERHUB_SPEC picks the JupyterHub series (5.x by default).
+make_venv() {
+  local venv=${1:-.venv} spec=${2:-jupyterhub>=5.2,<6}
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv"
+  fi
+  local stamp="$venv/.installed-$(cat setup.py dev-requirements.txt | sha256sum | cut -c1-12)-$(echo "$spec" | sha256sum | cut -c1-8)"
+  [ -e "$stamp" ] && return
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$venv/bin/pip" install -q -e . -r dev-requirements.txt "$spec"
+  rm -f "$venv"/.installed-*; touch "$stamp"
+}
+
+need_root
+install_apt_packages
+install_buildx
+start_dockerd
+install_proxy
+make_venv .venv "${JUPYTERHUB_SPEC:-jupyterhub>=5.2,<6}"
+[ -n "${WITH_JUPYTERHUB6:-}" ] && make_venv .venv-jh6 "jupyterhub>=6,<7"
+log "ready"

@@ -1,0 +1,45 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tljh-rees",
+    version="0.1.0",
+    description="A Binder-like service for The Littlest JupyterHub: build REES repositories "
+    "into environments with repo2docker, launch them, export them for HPC.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.9",
+    packages=find_packages(include=["tljh_rees", "tljh_rees.*"]),
+    include_package_data=True,
+    package_data={
+        "tljh_rees": [
+            "templates/*.html",
+            "static/*",
+            "store/migrations/*.py",
+            "store/migrations/versions/*.py",
+        ]
+    },
+    install_requires=[
+        "jupyterhub>=5.2,<7",
+        "dockerspawner>=13,<15",
+        "docker>=7,<8",
+        "jupyter-repo2docker>=2025.8",
+        "traitlets>=5.9,<6",
+        "tornado>=6.2,<7",
+        "sqlalchemy>=2.0,<3",
+        "alembic>=1.12,<2",
+        "jinja2>=3.1,<4",
+        "pluggy>=1.0,<2",
+        "packaging>=23",
+        "pyyaml>=6,<7",
+        "nbconvert>=7.2,<8",
+        "nbformat>=5.9,<6",
+        "oras>=0.2,<0.3",
+    ],
+    entry_points={
+        "tljh": ["rees = tljh_rees.plugin"],
+        "console_scripts": [
+            "tljh-rees = tljh_rees.cli:main",
+        ],
+    },
+)

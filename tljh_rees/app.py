@@ -1,0 +1,106 @@
+"""The rees service: a Hub-managed Tornado application.
+
+JupyterHub starts it (``python -m tljh_rees.app``) with its API token and URLs in the
+environment and our traitlets config in ``TLJH_REES_CONFIG`` (see ``hubconfig``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import docker
+from jupyterhub.services.auth import HubOAuthCallbackHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Dict, Integer, List, Unicode, default
+from traitlets.config import Application
+
+from . import SERVICE_NAME, __version__
+from .hubconfig import read_service_config
+
+
+class ReesService(Application):
+    name = "tljh-rees"
+    description = "Build and launch reproducible environments on a JupyterHub."
+
+    ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
+    port = Integer(6789, config=True, help="Port the service listens on.")
+    state_dir = Unicode("/opt/tljh/state/rees", config=True,
+                        help="Database, build logs, specs and exports live here.")
+    db_url = Unicode(config=True, help="SQLAlchemy URL of the service database.")
+    profiles = List(Dict(), config=True, help="Machine profiles (see settings).")
+    default_profile = Unicode("", config=True)
+    gallery_show = Unicode("all", config=True, help="'all' or 'public' environments.")
+    service_prefix = Unicode(config=True, help="URL prefix the Hub's proxy routes to us.")
+    hub_api_url = Unicode(config=True)
+    hub_prefix = Unicode(config=True, help="URL prefix of the Hub's pages (e.g. /hub/).")
+
+    @default("db_url")
+    def _db_url_default(self):
+        return f"sqlite:///{os.path.join(self.state_dir, 'rees.sqlite')}"
+
+    @default("service_prefix")
+    def _prefix_default(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+
+    @default("hub_api_url")
+    def _hub_api_default(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+
+    @default("hub_prefix")
+    def _hub_prefix_default(self):
+        return os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+
+    def profile(self, name: str) -> dict | None:
+        return next((p for p in self.profiles if p["name"] == name), None)
+
+    def url(self, *parts: str) -> str:
+        return url_path_join(self.service_prefix, *parts)
+
+    def docker_api(self) -> docker.APIClient:
+        return docker.APIClient(version="auto", timeout=120)
+
+    def handlers(self) -> list:
+        from .handlers import api
+
+        prefix = self.service_prefix
+        routes = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
+        for path, handler in api.routes():
+            routes.append((url_path_join(prefix, path), handler))
+        return routes
+
+    def make_app(self) -> web.Application:
+        return web.Application(
+            self.handlers(),
+            rees=self,
+            cookie_secret=os.urandom(32),
+            static_path=os.path.join(os.path.dirname(__file__), "static"),
+            static_url_prefix=url_path_join(self.service_prefix, "static/"),
+            template_path=os.path.join(os.path.dirname(__file__), "templates"),
+        )
+
+    async def start_async(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        app = self.make_app()
+        app.listen(self.port, self.ip)
+        self.log.info("tljh-rees %s listening on %s:%s%s", __version__, self.ip, self.port,
+                      self.service_prefix)
+        await asyncio.Event().wait()
+
+    def start(self) -> None:
+        asyncio.run(self.start_async())
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    service = ReesService(config=read_service_config())
+    service.log = logging.getLogger("tljh_rees")
+    service.initialize(argv)
+    service.start()
+
+
+if __name__ == "__main__":
+    main()

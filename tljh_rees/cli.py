@@ -1,0 +1,82 @@
+"""The ``tljh-rees`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.state_dir, ip=args.ip, port=args.port)
+
+
+def cmd_setup_engine(args) -> int:  # noqa: ARG001
+    from .engine.host import ensure_engine
+
+    ensure_engine()
+    print("Docker engine and buildx are ready")
+    return 0
+
+
+def cmd_base_image(args) -> int:
+    from .engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
+
+    ca = args.ca_bundle if args.ca_bundle is not None else default_ca_bundle()
+    tag = ensure_base_image(BaseImageRecipe(ca_bundle=ca, mirror=args.mirror),
+                            progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(tag)
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    import yaml
+
+    from .settings import SettingsError, parse_settings
+
+    with open(args.config) as f:
+        raw = (yaml.safe_load(f) or {}).get("rees")
+    try:
+        parse_settings(raw, cpu_count=os.cpu_count())
+    except SettingsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"{args.config}: the rees settings are valid")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tljh-rees", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a development Hub with the rees service")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--ip", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--state-dir", default="./demo-state",
+                      help="where the Hub and service keep their state (rees.yaml here "
+                           "holds a 'rees:' section like TLJH's config.yaml)")
+    demo.set_defaults(func=cmd_demo)
+
+    engine = sub.add_parser("setup-engine", help="install and start Docker with buildx")
+    engine.set_defaults(func=cmd_setup_engine)
+
+    base = sub.add_parser("base-image", help="make the local base image with "
+                                             "jupyterhub-singleuser; prints its tag")
+    base.add_argument("--ca-bundle", help="CA bundle to trust in the image "
+                                          "(default: the host's, if any; '' for none)")
+    base.add_argument("--mirror", default="http://deb.debian.org/debian")
+    base.set_defaults(func=cmd_base_image)
+
+    check = sub.add_parser("check-config", help="validate the rees section of a TLJH config")
+    check.add_argument("config", nargs="?", default="/opt/tljh/config/config.yaml")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args) or 0)

@@ -1,0 +1,141 @@
+"""A development Hub with exactly the configuration the plugin gives under TLJH.
+
+``tljh-rees demo`` writes a small ``jupyterhub_config.py`` into the state directory
+that calls :func:`demo_config`; that applies what TLJH itself would (a config of its
+own, then the plugin's hook through :func:`tljh_rees.hubconfig.configure_hub`), plus
+what TLJH's installer normally provides: an authenticator, a proxy, file locations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import yaml
+
+from . import hubconfig
+from .engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
+from .engine.host import ensure_engine
+from .plugin import load_settings
+
+ADMIN = "admin"
+CONFIG_TEMPLATE = """\
+# Written by 'tljh-rees demo'; edit {rees_yaml} instead.
+from tljh_rees.demo import demo_config
+demo_config(c, {state_dir!r}, {ip!r}, {port!r})
+"""
+
+
+def rees_section(state_dir: str) -> dict:
+    """The admin's ``rees`` section: from ``rees.yaml`` in the state dir, else defaults."""
+    path = os.path.join(state_dir, "rees.yaml")
+    if os.path.exists(path):
+        with open(path) as f:
+            return (yaml.safe_load(f) or {}).get("rees") or {}
+    return {}
+
+
+def demo_defaults(state_dir: str, base_image: str) -> dict:
+    return {
+        "state_dir": os.path.join(state_dir, "rees"),
+        "default_image": base_image,
+        "builds": {"allow_local_repos": True, "ca_bundle": default_ca_bundle()},
+        "profiles": {
+            "small": {"cpu": 1, "memory": "1G", "description": "Small"},
+            "medium": {"cpu": 2, "memory": "2G", "description": "Medium"},
+        },
+        "default_profile": "small",
+    }
+
+
+def demo_config(c, state_dir: str, ip: str, port: int) -> None:
+    """Called from the generated jupyterhub_config.py (inside the Hub process)."""
+    with open(os.path.join(state_dir, "base-image")) as f:
+        base_image = f.read().strip()
+    section = demo_defaults(state_dir, base_image)
+    section.update(rees_section(state_dir))
+    # What TLJH's own config would have set before calling the plugin's hook:
+    c.JupyterHub.bind_url = f"http://{ip}:{port}"
+    c.JupyterHub.db_url = f"sqlite:///{os.path.join(state_dir, 'jupyterhub.sqlite')}"
+    c.JupyterHub.cookie_secret_file = os.path.join(state_dir, "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = os.path.join(state_dir, "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.pid_file = os.path.join(state_dir, "proxy.pid")
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.authenticator_class = "dummy"
+    c.Authenticator.allow_all = True
+    c.Authenticator.admin_users = {ADMIN}
+    c.Spawner.default_url = "/lab"
+    c.JupyterHub.services = []  # TLJH's list holds its idle culler here
+    hubconfig.configure_hub(c, load_settings(section), python=sys.executable)
+    c.ReesSpawner.start_timeout = 120
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"JupyterHub exited with code {proc.returncode}; see its log above")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception:
+            time.sleep(0.5)
+    raise SystemExit(f"JupyterHub did not answer at {url} within {timeout:.0f}s")
+
+
+def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
+             setup_engine: bool = True) -> int:
+    state_dir = os.path.abspath(state_dir)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    if not shutil.which("configurable-http-proxy"):
+        raise SystemExit("configurable-http-proxy is missing: npm install -g "
+                         "configurable-http-proxy (or run scripts/setup-host.sh)")
+    if setup_engine:
+        ensure_engine()
+    section = rees_section(state_dir)
+    recipe = BaseImageRecipe(ca_bundle=(section.get("builds") or {}).get("ca_bundle")
+                             or default_ca_bundle())
+    base_image = ensure_base_image(recipe, progress=lambda m: print(f"[base image] {m}",
+                                                                    flush=True))
+    with open(os.path.join(state_dir, "base-image"), "w") as f:
+        f.write(base_image + "\n")
+    config_file = os.path.join(state_dir, "jupyterhub_config.py")
+    with open(config_file, "w") as f:
+        f.write(CONFIG_TEMPLATE.format(rees_yaml=os.path.join(state_dir, "rees.yaml"),
+                                       state_dir=state_dir, ip=ip, port=port))
+
+    hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", config_file],
+                           cwd=state_dir, start_new_session=True)
+
+    def stop(*_):
+        if hub.poll() is None:
+            os.killpg(hub.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        _wait_for(f"http://{ip}:{port}/hub/api/", hub, timeout=120)
+        token = subprocess.run(
+            [sys.executable, "-m", "jupyterhub", "token", "-f", config_file, ADMIN],
+            cwd=state_dir, capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+        token_file = os.path.join(state_dir, "admin-token")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        print(f"\ntljh-rees demo Hub: http://{ip}:{port}/  (log in as '{ADMIN}', any password)\n"
+              f"  environments: http://{ip}:{port}/services/rees/\n"
+              f"  admin API token: {token_file}\n", flush=True)
+        return hub.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+        try:
+            hub.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(hub.pid, signal.SIGKILL)

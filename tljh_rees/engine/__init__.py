@@ -1,0 +1,1 @@
+"""The container engine: installing and starting Docker, talking to it, base images."""

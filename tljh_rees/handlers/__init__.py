@@ -1,0 +1,1 @@
+"""Tornado handlers: ``pages`` (HTML), ``api`` (JSON), ``events`` (server-sent events)."""

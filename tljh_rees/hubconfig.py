@@ -1,0 +1,154 @@
+"""Turn validated settings into JupyterHub configuration.
+
+The one place that knows how tljh-rees plugs into a Hub: TLJH's hook and the
+``tljh-rees demo`` Hub both call :func:`configure_hub`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from traitlets.config import Config, LazyConfigValue
+
+from . import ADMIN_SCOPE, BUILD_SCOPE, SERVICE_NAME
+from .engine.docker import bridge_gateway
+from .settings import Settings
+
+SERVICE_CONFIG_ENV = "TLJH_REES_CONFIG"
+SERVICE_ROLE = "rees-service"
+BUILDERS_ROLE = "rees-builders"
+ADMINS_ROLE = "rees-admins"
+# What the service needs of the Hub: read users and their servers, start/stop servers for them.
+SERVICE_SCOPES = ["read:users", "list:users", "admin:servers", "read:roles:users"]
+
+
+def service_config(settings: Settings) -> Config:
+    """The traitlets configuration of the rees service and its parts."""
+    c = Config()
+    c.ReesService.ip = settings.service_ip
+    c.ReesService.port = settings.service_port
+    c.ReesService.state_dir = settings.state_dir
+    c.ReesService.profiles = [p.to_dict() for p in settings.profiles]
+    c.ReesService.default_profile = settings.default_profile
+    c.ReesService.gallery_show = settings.gallery_show
+    c.BuildQueue.concurrency = settings.builds.concurrency
+    c.BuildQueue.allow_local_repos = settings.builds.allow_local_repos
+    c.BuildQueue.timeout = settings.builds.timeout
+    c.LogStore.max_bytes = settings.builds.log_max_bytes
+    c.Repo2DockerBuilder.base_image = settings.builds.base_image
+    c.Repo2DockerBuilder.build_args = dict(settings.builds.build_args)
+    c.Repo2DockerBuilder.ca_bundle = settings.builds.ca_bundle
+    return c
+
+
+def _append(c_section, name: str, item) -> None:
+    """Append to a list setting whether it was set before (a list) or not (lazy)."""
+    current = c_section.get(name) if name in c_section else None
+    if isinstance(current, list):
+        current.append(item)
+    elif isinstance(current, LazyConfigValue) or current is None:
+        getattr(c_section, name).append(item)
+    else:
+        c_section[name] = list(current) + [item]
+
+
+def _existing_list(c_section, name: str) -> list:
+    value = c_section.get(name) if name in c_section else None
+    return value if isinstance(value, list) else []
+
+
+def _grant_user_role_scope(c, scope: str) -> None:
+    """Add ``scope`` to the default 'user' role, keeping what others gave it."""
+    roles = _existing_list(c.JupyterHub, "load_roles")
+    for role in roles:
+        if role.get("name") == "user":
+            scopes = role.setdefault("scopes", ["self"])
+            if scope not in scopes:
+                scopes.append(scope)
+            return
+    _append(c.JupyterHub, "load_roles", {"name": "user", "scopes": ["self", scope]})
+
+
+def _admin_users(c) -> list[str]:
+    if "Authenticator" in c and "admin_users" in c.Authenticator:
+        value = c.Authenticator.admin_users
+        if isinstance(value, (set, list, tuple)):
+            return sorted(value)
+    return []
+
+
+def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -> None:
+    """Apply tljh-rees to the JupyterHub config ``c`` (TLJH's, or the demo's)."""
+    env_config = json.dumps(service_config(settings))
+    _append(c.JupyterHub, "services", {
+        "name": SERVICE_NAME,
+        "url": f"http://{settings.service_ip}:{settings.service_port}",
+        "command": [python, "-m", "tljh_rees.app"],
+        # The service's config (build args may hold secrets) travels in its environment,
+        # which only root and the service can read; never on the command line.
+        "environment": {SERVICE_CONFIG_ENV: env_config},
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": [BUILD_SCOPE, ADMIN_SCOPE],
+        "display": True,
+        "info": {"description": "Build and launch reproducible environments"},
+    })
+
+    custom_scopes = c.JupyterHub.get("custom_scopes") or {}
+    custom_scopes = dict(custom_scopes) if isinstance(custom_scopes, dict) else {}
+    custom_scopes[BUILD_SCOPE] = {"description": "Build environments from repositories"}
+    custom_scopes[ADMIN_SCOPE] = {
+        "description": "Administer all environments and builds",
+        "subscopes": [BUILD_SCOPE],
+    }
+    c.JupyterHub.custom_scopes = custom_scopes
+
+    _append(c.JupyterHub, "load_roles", {
+        "name": SERVICE_ROLE, "description": "The tljh-rees service",
+        "scopes": SERVICE_SCOPES, "services": [SERVICE_NAME],
+    })
+    _append(c.JupyterHub, "load_roles", {
+        "name": BUILDERS_ROLE, "description": "May build environments",
+        "scopes": [BUILD_SCOPE], "users": list(settings.builders),
+    })
+    _append(c.JupyterHub, "load_roles", {
+        "name": ADMINS_ROLE, "description": "May administer all environments",
+        "scopes": [ADMIN_SCOPE],
+        "users": sorted(set(settings.admins) | set(_admin_users(c))),
+    })
+    _grant_user_role_scope(c, f"access:services!service={SERVICE_NAME}")
+
+    hub_ip = settings.hub_ip or bridge_gateway()
+    if hub_ip:
+        # Containers reach the Hub at the bridge address; listening only there keeps the
+        # Hub's own port off the public interfaces.
+        c.JupyterHub.hub_ip = hub_ip
+        c.JupyterHub.hub_connect_ip = hub_ip
+    else:
+        print("tljh-rees: no Docker bridge found; the Hub listens on all interfaces",
+              file=sys.stderr)
+        c.JupyterHub.hub_ip = "0.0.0.0"
+
+    c.JupyterHub.spawner_class = "tljh_rees.spawner.ReesSpawner"
+    c.JupyterHub.allow_named_servers = True
+    c.ReesSpawner.profiles = [p.to_dict() for p in settings.profiles]
+    c.ReesSpawner.default_profile = settings.default_profile
+    c.ReesSpawner.volume_name_template = settings.storage.volume_name
+    c.ReesSpawner.storage_path = settings.storage.path
+    c.ReesSpawner.data_mounts = [
+        {"source": m.source, "target": m.target, "readonly": m.readonly}
+        for m in settings.data_mounts
+    ]
+    c.ReesSpawner.state_dir = settings.state_dir
+    c.ReesSpawner.image = settings.default_image
+    # TLJH sets a command and limits for its systemd servers; containers bring their own.
+    c.ReesSpawner.cmd = ["jupyterhub-singleuser"]
+    c.ReesSpawner.mem_limit = None
+    c.ReesSpawner.cpu_limit = None
+
+
+def read_service_config() -> Config:
+    """The config :func:`configure_hub` passed to the service through its environment."""
+    raw = os.environ.get(SERVICE_CONFIG_ENV)
+    return Config(json.loads(raw)) if raw else Config()

@@ -1,0 +1,391 @@
+"""The ``rees`` section of the TLJH configuration, validated into typed settings.
+
+Every key is checked here and only here. A problem is reported as a
+:class:`SettingsError` whose message names the key and the expected form, e.g.
+``rees.profiles.small.memory: expected a size like 2G, got 'banana'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_STATE_DIR = "/opt/tljh/state/rees"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class SettingsError(ValueError):
+    """One or more invalid ``rees`` settings; ``problems`` lists each message."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid tljh-rees configuration:\n  " + "\n  ".join(problems))
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``2G``, ``512M``, ``1.5GiB`` or a plain number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError(value)
+        return int(value)
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(value)
+    number = float(match.group(1)) * _SIZE_FACTORS[match.group(2).upper()]
+    if number <= 0:
+        raise ValueError(value)
+    return int(number)
+
+
+def format_size(size: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        factor = _SIZE_FACTORS[unit]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A machine profile: the resources a server gets."""
+
+    name: str
+    cpu: float | None = None
+    memory: int | None = None  # bytes
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.cpu:
+            parts.append(f"{self.cpu:g} CPU")
+        if self.memory:
+            parts.append(f"{format_size(self.memory)} RAM")
+        limits = ", ".join(parts) or "no limits"
+        return f"{self.description or self.name} ({limits})"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "memory_text": format_size(self.memory) if self.memory else None,
+            "description": self.description,
+            "label": self.label,
+        }
+
+
+@dataclass(frozen=True)
+class DataMount:
+    """A host directory an admin shares with every server (e.g. a large dataset)."""
+
+    name: str
+    source: str
+    target: str
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    concurrency: int = 1
+    base_image: str = ""
+    build_args: dict = field(default_factory=dict)
+    ca_bundle: str = ""
+    allow_local_repos: bool = False
+    log_max_bytes: int = 4 * 1024**2
+    timeout: int = 3600
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    volume_name: str = "rees-home-{username}"
+    path: str = "work"
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: str = DEFAULT_STATE_DIR
+    service_ip: str = "127.0.0.1"
+    service_port: int = 6789
+    hub_ip: str = ""  # "" means: the Docker bridge address, found at hub start
+    default_image: str = ""  # started when no environment is chosen ("" = choose one)
+    base_image_mirror: str = "http://deb.debian.org/debian"
+    builds: BuildSettings = field(default_factory=BuildSettings)
+    profiles: tuple[Profile, ...] = ()
+    default_profile: str = ""
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    data_mounts: tuple[DataMount, ...] = ()
+    gallery_show: str = "all"
+    builders: tuple[str, ...] = ()
+    admins: tuple[str, ...] = ()
+
+    def profile(self, name: str) -> Profile | None:
+        return next((p for p in self.profiles if p.name == name), None)
+
+
+# Defaults written by ``tljh_config_post_install`` (never over an admin's value).
+DEFAULTS: dict[str, Any] = {
+    "state_dir": DEFAULT_STATE_DIR,
+    "builds": {"concurrency": 1, "allow_local_repos": False},
+    "profiles": {
+        "small": {"cpu": 1, "memory": "2G", "description": "Small"},
+    },
+    "default_profile": "small",
+    "storage": {"volume_name": "rees-home-{username}", "path": "work"},
+    "gallery": {"show": "all"},
+}
+
+
+class _Reader:
+    """Walks the raw section, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, raw: Any):
+        self.problems: list[str] = []
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.problems.append(f"rees: expected a mapping of settings, got {raw!r}")
+            raw = {}
+        self.raw = raw
+
+    def section(self, data: dict, key: str, path: str) -> dict:
+        value = data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problems.append(f"{path}.{key}: expected a group of settings, got {value!r}")
+            return {}
+        return value
+
+    def unknown(self, data: dict, known: set[str], path: str):
+        for key in sorted(set(data) - known):
+            self.problems.append(
+                f"{path}.{key}: unknown setting (known here: {', '.join(sorted(known))})"
+            )
+
+    def get(self, data, key, path, default, check, expected):
+        if key not in data or data[key] is None:
+            return default
+        value = data[key]
+        try:
+            return check(value)
+        except (TypeError, ValueError):
+            self.problems.append(f"{path}.{key}: expected {expected}, got {value!r}")
+            return default
+
+
+def _positive_int(value) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(value)
+    return int(value)
+
+
+def _positive_float(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0"):
+        return False
+    raise ValueError(value)
+
+
+def _string(value) -> str:
+    if isinstance(value, (dict, list)):
+        raise ValueError(value)
+    return str(value)
+
+
+def _absolute_path(value) -> str:
+    path = _string(value)
+    if not os.path.isabs(path):
+        raise ValueError(value)
+    return path
+
+
+def _name(value) -> str:
+    text = _string(value)
+    if not _NAME_RE.match(text):
+        raise ValueError(value)
+    return text
+
+
+def _users(value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(value)
+    return tuple(value)
+
+
+def _relative_path(value) -> str:
+    path = _string(value).strip("/")
+    if not path or ".." in path.split("/"):
+        raise ValueError(value)
+    return path
+
+
+def _volume_template(value) -> str:
+    text = _string(value)
+    if "{username}" not in text:
+        raise ValueError(value)
+    return text
+
+
+def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
+    """Validate the raw ``rees`` section (as TLJH's config loader returns it)."""
+    r = _Reader(raw)
+    data = r.raw
+    p = "rees"
+    r.unknown(
+        data,
+        {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
+         "default_profile", "storage", "data_mounts", "gallery", "builders", "admins"},
+        p,
+    )
+
+    service = r.section(data, "service", p)
+    r.unknown(service, {"ip", "port"}, f"{p}.service")
+    port_expect = "a port number from 1 to 65535"
+
+    def _port(v):
+        v = _positive_int(v)
+        if v > 65535:
+            raise ValueError(v)
+        return v
+
+    builds_raw = r.section(data, "builds", p)
+    bp = f"{p}.builds"
+    r.unknown(builds_raw, {"concurrency", "base_image", "build_args", "ca_bundle",
+                           "allow_local_repos", "log_max_bytes", "timeout"}, bp)
+    build_args = r.section(builds_raw, "build_args", bp)
+    for key in build_args:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
+            r.problems.append(f"{bp}.build_args.{key}: expected a build argument name "
+                              "(letters, digits and _), got {key!r}")
+    ca_bundle = r.get(builds_raw, "ca_bundle", bp, "", _absolute_path, "an absolute file path")
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        r.problems.append(f"{bp}.ca_bundle: expected an existing file, got {ca_bundle!r}")
+    builds = BuildSettings(
+        concurrency=r.get(builds_raw, "concurrency", bp, 1, _positive_int, "a whole number ≥ 1"),
+        base_image=r.get(builds_raw, "base_image", bp, "", _string, "an image name"),
+        build_args={str(k): str(v) for k, v in build_args.items()},
+        ca_bundle=ca_bundle,
+        allow_local_repos=r.get(builds_raw, "allow_local_repos", bp, False, _bool, "true or false"),
+        log_max_bytes=r.get(builds_raw, "log_max_bytes", bp, 4 * 1024**2, parse_size,
+                            "a size like 4M"),
+        timeout=r.get(builds_raw, "timeout", bp, 3600, _positive_int, "seconds, a whole number ≥ 1"),
+    )
+
+    profiles = []
+    for name, prof in r.section(data, "profiles", p).items():
+        pp = f"{p}.profiles.{name}"
+        if not _NAME_RE.match(str(name)):
+            r.problems.append(f"{pp}: expected a profile name of lowercase letters, digits, "
+                              "'-', '_' or '.'")
+            continue
+        if not isinstance(prof, dict):
+            r.problems.append(f"{pp}: expected cpu, memory and description, got {prof!r}")
+            continue
+        r.unknown(prof, {"cpu", "memory", "description"}, pp)
+        cpu = r.get(prof, "cpu", pp, None, _positive_float, "a number of CPUs like 1 or 0.5")
+        if cpu and cpu_count and cpu > cpu_count:
+            r.problems.append(f"{pp}.cpu: this machine has {cpu_count} CPUs, got {cpu:g}")
+        profiles.append(Profile(
+            name=str(name),
+            cpu=cpu,
+            memory=r.get(prof, "memory", pp, None, parse_size, "a size like 2G"),
+            description=r.get(prof, "description", pp, "", _string, "text"),
+        ))
+
+    default_profile = r.get(data, "default_profile", p, "", _string, "a profile name")
+    if default_profile and default_profile not in {prof.name for prof in profiles}:
+        r.problems.append(f"{p}.default_profile: expected one of the profiles "
+                          f"({', '.join(x.name for x in profiles) or 'none defined'}), "
+                          f"got {default_profile!r}")
+
+    storage_raw = r.section(data, "storage", p)
+    r.unknown(storage_raw, {"volume_name", "path"}, f"{p}.storage")
+    storage = StorageSettings(
+        volume_name=r.get(storage_raw, "volume_name", f"{p}.storage", "rees-home-{username}",
+                          _volume_template, "a volume name template containing {username}"),
+        path=r.get(storage_raw, "path", f"{p}.storage", "work", _relative_path,
+                   "a folder relative to the home directory, like work"),
+    )
+
+    mounts = []
+    for name, mount in r.section(data, "data_mounts", p).items():
+        mp = f"{p}.data_mounts.{name}"
+        if not isinstance(mount, dict):
+            r.problems.append(f"{mp}: expected source, target and readonly, got {mount!r}")
+            continue
+        r.unknown(mount, {"source", "target", "readonly"}, mp)
+        source = r.get(mount, "source", mp, "", _absolute_path, "an absolute host path")
+        target = r.get(mount, "target", mp, "", _absolute_path, "an absolute path in the server")
+        for key, value in (("source", source), ("target", target)):
+            if not value and key not in mount:
+                r.problems.append(f"{mp}.{key}: required, expected an absolute path")
+        mounts.append(DataMount(str(name), source, target,
+                                r.get(mount, "readonly", mp, True, _bool, "true or false")))
+
+    gallery = r.section(data, "gallery", p)
+    r.unknown(gallery, {"show"}, f"{p}.gallery")
+
+    def _show(v):
+        if v not in ("all", "public"):
+            raise ValueError(v)
+        return v
+
+    settings = Settings(
+        state_dir=r.get(data, "state_dir", p, DEFAULT_STATE_DIR, _absolute_path,
+                        "an absolute directory path"),
+        service_ip=r.get(service, "ip", f"{p}.service", "127.0.0.1", _string, "an IP address"),
+        service_port=r.get(service, "port", f"{p}.service", 6789, _port, port_expect),
+        hub_ip=r.get(data, "hub_ip", p, "", _string, "an IP address"),
+        default_image=r.get(data, "default_image", p, "", _string, "an image name"),
+        base_image_mirror=r.get(data, "base_image_mirror", p, "http://deb.debian.org/debian",
+                                _string, "a Debian mirror URL"),
+        builds=builds,
+        profiles=tuple(profiles),
+        default_profile=default_profile,
+        storage=storage,
+        data_mounts=tuple(mounts),
+        gallery_show=r.get(gallery, "show", f"{p}.gallery", "all", _show, "all or public"),
+        builders=r.get(data, "builders", p, (), _users, "a list of user names"),
+        admins=r.get(data, "admins", p, (), _users, "a list of user names"),
+    )
+    if r.problems:
+        raise SettingsError(r.problems)
+    return settings
+
+
+def merge_defaults(config: dict, defaults: dict = DEFAULTS) -> bool:
+    """Fill ``defaults`` into ``config`` without replacing any existing key.
+
+    Returns whether anything was added. Nested groups are merged key by key, but a
+    group the admin already has (e.g. ``profiles``) is left as the admin wrote it.
+    """
+    changed = False
+    for key, value in defaults.items():
+        if key not in config:
+            config[key] = value if not isinstance(value, dict) else dict(value)
+            changed = True
+        elif isinstance(value, dict) and isinstance(config[key], dict) and key != "profiles":
+            changed |= merge_defaults(config[key], value)
+    return changed

@@ -1,0 +1,171 @@
+"""ReesSpawner: DockerSpawner that launches only built environments.
+
+``user_options`` carry an environment name and a profile name and nothing else; the
+image, limits and mounts are decided here from the environment's labels and the
+admin's profiles, never taken from the user.
+"""
+
+from __future__ import annotations
+
+import html
+
+from dockerspawner import DockerSpawner
+from docker.errors import APIError, ImageNotFound, NotFound
+from tornado import web
+from traitlets import Dict, List, Unicode, default
+
+from . import LABEL_PREFIX
+from .engine.catalog import ENVIRONMENT_LABEL, EnvironmentImage, environments_from_images
+
+ALLOWED_OPTIONS = {"environment", "profile"}
+
+
+class ReesSpawner(DockerSpawner):
+    profiles = List(Dict(), help="Machine profiles: name, cpu, memory (bytes), description.",
+                    config=True)
+    default_profile = Unicode("", help="Profile used when none is chosen.", config=True)
+    volume_name_template = Unicode(
+        "rees-home-{username}", config=True,
+        help="Name of each user's persistent volume; {username} is replaced.")
+    storage_path = Unicode(
+        "work", config=True,
+        help="Where the persistent volume appears, relative to the image's home directory. "
+             "The home itself holds the repository's files, so it is not replaced.")
+    data_mounts = List(Dict(), config=True,
+                       help="Host folders shared with every server: source, target, readonly.")
+    state_dir = Unicode("", config=True, help="The service's state directory.")
+
+    @default("remove")
+    def _remove_default(self):
+        return True  # files live in the volume; a stopped server's container is not kept
+
+    # -- choosing -------------------------------------------------------------------------
+
+    async def _environments(self) -> dict[str, EnvironmentImage]:
+        images = await self.docker("images", filters={"label": ENVIRONMENT_LABEL})
+        return {
+            name: env for name, env in environments_from_images(images).items()
+            if env.visible_to(self.user.name, bool(self.user.admin))
+        }
+
+    def _profile(self, name: str) -> dict | None:
+        return next((p for p in self.profiles if p["name"] == name), None)
+
+    async def options_form(self, spawner=None):  # noqa: ARG002 (JupyterHub passes the spawner)
+        environments = await self._environments()
+        if not environments and not self.image:
+            return ('<div class="alert alert-warning">No environment has been built yet. '
+                    'Build one on the <a href="/services/rees/">Environments page</a>.</div>')
+        rows = []
+        for i, env in enumerate(sorted(environments.values(), key=lambda e: e.display_name)):
+            commit = env.label("commit")[:7]
+            detail = html.escape(f"{env.label('repo')} @ {commit}")
+            desc = html.escape(env.label("description"))
+            rows.append(
+                f'<div class="form-check"><input class="form-check-input" type="radio" '
+                f'name="environment" id="rees-env-{i}" value="{html.escape(env.name)}"'
+                f'{" checked" if i == 0 else ""}>'
+                f'<label class="form-check-label" for="rees-env-{i}"><strong>'
+                f'{html.escape(env.display_name)}</strong> <small class="text-muted">{detail}'
+                f'</small>{"<br><small>" + desc + "</small>" if desc else ""}</label></div>')
+        profiles = "".join(
+            f'<option value="{html.escape(p["name"])}"'
+            f'{" selected" if p["name"] == self.default_profile else ""}>'
+            f'{html.escape(p.get("label") or p["name"])}</option>'
+            for p in self.profiles)
+        parts = ['<fieldset class="mb-3"><legend class="fs-5">Environment</legend>',
+                 *rows, "</fieldset>"]
+        if profiles:
+            parts += ['<div class="mb-3"><label class="form-label" for="rees-profile">'
+                      'Machine profile</label><select class="form-select" id="rees-profile" '
+                      f'name="profile">{profiles}</select></div>']
+        return "\n".join(parts)
+
+    def options_from_form(self, formdata):
+        return {k: formdata[k][0] for k in ALLOWED_OPTIONS if formdata.get(k)}
+
+    # -- starting -------------------------------------------------------------------------
+
+    def check_options(self, options: dict) -> None:
+        """Refuse anything but an environment and a profile name, with a clear message."""
+        unknown = set(options) - ALLOWED_OPTIONS
+        if unknown:
+            raise web.HTTPError(400, "Only 'environment' and 'profile' may be chosen when "
+                                     f"starting a server; not {', '.join(sorted(unknown))}.")
+        for key in ALLOWED_OPTIONS & set(options):
+            if not isinstance(options[key], str):
+                raise web.HTTPError(400, f"'{key}' must be a name (text).")
+
+    async def _choose(self) -> None:
+        options = dict(self.user_options or {})
+        self.check_options(options)
+        env_name = options.get("environment")
+        if env_name:
+            env = (await self._environments()).get(env_name)
+            if env is None:
+                raise web.HTTPError(404, f"Environment '{env_name}' does not exist (it may have "
+                                         "been deleted). Choose one of the built environments.")
+            self.image = env.image
+        elif not self.image:
+            raise web.HTTPError(400, "Choose an environment to start.")
+        profile_name = options.get("profile") or self.default_profile
+        if profile_name:
+            profile = self._profile(profile_name)
+            if profile is None:
+                names = ", ".join(p["name"] for p in self.profiles) or "none"
+                raise web.HTTPError(400, f"Profile '{profile_name}' is not offered "
+                                         f"(profiles: {names}).")
+            self.mem_limit = profile.get("memory")
+            self.cpu_limit = profile.get("cpu")
+        self.environment_name = env_name or ""
+
+    async def _home_of(self, image: str) -> str:
+        try:
+            info = await self.docker("inspect_image", image)
+        except ImageNotFound:
+            raise web.HTTPError(404, f"The image {image} of this environment is missing; "
+                                     "rebuild the environment.") from None
+        env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
+        return env.get("HOME") or "/home/jovyan"
+
+    async def _ensure_volume(self, name: str, image: str, mount_path: str) -> None:
+        """Create the user's volume owned by the image's user (Docker makes it root's)."""
+        try:
+            await self.docker("inspect_volume", name)
+            return
+        except NotFound:
+            pass
+        await self.docker("create_volume", name, labels={LABEL_PREFIX + "user": self.user.name})
+        home = mount_path.rsplit("/", 1)[0] or "/"
+        container = await self.docker(
+            "create_container", image, user="0",
+            command=["sh", "-c", 'chown "$(stat -c %u:%g "$1")" /mnt', "sh", home],
+            host_config=self.client.create_host_config(binds={name: {"bind": "/mnt"}}),
+        )
+        try:
+            await self.docker("start", container["Id"])
+            await self.docker("wait", container["Id"])
+        finally:
+            await self.docker("remove_container", container["Id"], force=True)
+
+    async def start(self):
+        await self._choose()
+        home = await self._home_of(self.image)
+        volume = self.volume_name_template.format(username=self.escaped_name)
+        mount_path = f"{home.rstrip('/')}/{self.storage_path}"
+        await self._ensure_volume(volume, self.image, mount_path)
+        volumes = {volume: {"bind": mount_path, "mode": "rw"}}
+        for mount in self.data_mounts:
+            volumes[mount["source"]] = {"bind": mount["target"],
+                                        "mode": "ro" if mount.get("readonly", True) else "rw"}
+        self.volumes = volumes
+        self.extra_create_kwargs = {
+            "labels": {LABEL_PREFIX + "server-environment": self.environment_name}}
+        try:
+            return await super().start()
+        except ImageNotFound:
+            raise web.HTTPError(404, f"The environment's image {self.image} is gone; "
+                                     "it was deleted while starting.") from None
+        except APIError as e:
+            raise web.HTTPError(500, f"Docker could not start the server: "
+                                     f"{e.explanation or e}") from None

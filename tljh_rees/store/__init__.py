@@ -1,0 +1,1 @@
+"""Persistent state of the service: the SQLite database and the build log files."""
