@@ -7,6 +7,7 @@ environment and our traitlets config in ``TLJH_REES_CONFIG`` (see ``hubconfig``)
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 
@@ -19,6 +20,11 @@ from traitlets.config import Application
 
 from . import SERVICE_NAME, __version__
 from .hubconfig import read_service_config
+
+# Each module's ``routes()`` lists (path under the service prefix, handler class).
+ROUTE_MODULES = [
+    "tljh_rees.handlers.api",
+]
 
 
 class ReesService(Application):
@@ -63,12 +69,11 @@ class ReesService(Application):
         return docker.APIClient(version="auto", timeout=120)
 
     def handlers(self) -> list:
-        from .handlers import api
-
         prefix = self.service_prefix
         routes = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
-        for path, handler in api.routes():
-            routes.append((url_path_join(prefix, path), handler))
+        for module in ROUTE_MODULES:
+            for path, handler in importlib.import_module(module).routes():
+                routes.append((url_path_join(prefix, path), handler))
         return routes
 
     def make_app(self) -> web.Application:

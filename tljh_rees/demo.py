@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ ADMIN = "admin"
 CONFIG_TEMPLATE = """\
 # Written by 'tljh-rees demo'; edit {rees_yaml} instead.
 from tljh_rees.demo import demo_config
-demo_config(c, {state_dir!r}, {ip!r}, {port!r})
+demo_config(c, {state_dir!r}, {ip!r}, {port!r}, {hub_port!r}, {proxy_api_port!r})
 """
 
 
@@ -53,7 +54,8 @@ def demo_defaults(state_dir: str, base_image: str) -> dict:
     }
 
 
-def demo_config(c, state_dir: str, ip: str, port: int) -> None:
+def demo_config(c, state_dir: str, ip: str, port: int, hub_port: int,
+                proxy_api_port: int) -> None:
     """Called from the generated jupyterhub_config.py (inside the Hub process)."""
     with open(os.path.join(state_dir, "base-image")) as f:
         base_image = f.read().strip()
@@ -61,6 +63,8 @@ def demo_config(c, state_dir: str, ip: str, port: int) -> None:
     section.update(rees_section(state_dir))
     # What TLJH's own config would have set before calling the plugin's hook:
     c.JupyterHub.bind_url = f"http://{ip}:{port}"
+    c.JupyterHub.hub_port = hub_port
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{proxy_api_port}"
     c.JupyterHub.db_url = f"sqlite:///{os.path.join(state_dir, 'jupyterhub.sqlite')}"
     c.JupyterHub.cookie_secret_file = os.path.join(state_dir, "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = os.path.join(state_dir, "jupyterhub.pid")
@@ -73,6 +77,14 @@ def demo_config(c, state_dir: str, ip: str, port: int) -> None:
     c.JupyterHub.services = []  # TLJH's list holds its idle culler here
     hubconfig.configure_hub(c, load_settings(section), python=sys.executable)
     c.ReesSpawner.start_timeout = 120
+    # Several demo Hubs (e.g. tests) may share one engine: keep their containers apart.
+    c.ReesSpawner.name_template = f"rees-demo{port}-{{username}}--{{servername}}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -107,7 +119,8 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
     config_file = os.path.join(state_dir, "jupyterhub_config.py")
     with open(config_file, "w") as f:
         f.write(CONFIG_TEMPLATE.format(rees_yaml=os.path.join(state_dir, "rees.yaml"),
-                                       state_dir=state_dir, ip=ip, port=port))
+                                       state_dir=state_dir, ip=ip, port=port,
+                                       hub_port=free_port(), proxy_api_port=free_port()))
 
     hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", config_file],
                            cwd=state_dir, start_new_session=True)

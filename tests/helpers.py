@@ -1,0 +1,159 @@
+"""Helpers for tests against the real parts: a demo Hub, local git repositories."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import requests
+import yaml
+
+from tljh_rees.demo import free_port
+
+@dataclass
+class Hub:
+    """A running demo Hub, and helpers to call it as its admin or as other users."""
+
+    url: str
+    token: str
+    state_dir: str
+    port: int
+    tokens: dict = field(default_factory=dict)
+
+    @property
+    def service_url(self) -> str:
+        return f"{self.url}/services/rees"
+
+    def request(self, method, path, token=None, **kwargs) -> requests.Response:
+        """``path`` starting with /hub/, /user/ or /services/ is relative to the Hub's URL."""
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"token {token or self.token}")
+        return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+
+    def rees(self, method, path, token=None, **kwargs) -> requests.Response:
+        return self.request(method, f"/services/rees/api/{path}", token=token, **kwargs)
+
+    def user_token(self, name: str, admin: bool = False) -> str:
+        """Create user ``name`` (if needed) and return an API token of theirs."""
+        if name not in self.tokens:
+            r = self.request("POST", f"/hub/api/users/{name}", json={"admin": admin})
+            assert r.status_code in (201, 409), r.text
+            r = self.request("POST", f"/hub/api/users/{name}/tokens", json={"note": "tests"})
+            assert r.status_code == 201, r.text
+            self.tokens[name] = r.json()["token"]
+        return self.tokens[name]
+
+    def container_prefix(self) -> str:
+        return f"rees-demo{self.port}-"
+
+
+def start_demo_hub(state_dir: str, rees_section: dict | None = None, timeout: float = 180):
+    """Start ``tljh-rees demo`` on free ports; returns (process, Hub)."""
+    os.makedirs(state_dir, exist_ok=True)
+    section = {"service": {"port": free_port()}}
+    section.update(rees_section or {})
+    with open(os.path.join(state_dir, "rees.yaml"), "w") as f:
+        yaml.safe_dump({"rees": section}, f)
+    port = free_port()
+    token_file = os.path.join(state_dir, "admin-token")
+    if os.path.exists(token_file):
+        os.remove(token_file)
+    log = open(os.path.join(state_dir, "demo.log"), "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tljh_rees", "demo", "--state-dir", state_dir,
+         "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(token_file):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_demo_hub(proc)
+            with open(os.path.join(state_dir, "demo.log"), errors="replace") as f:
+                raise RuntimeError("demo Hub did not start:\n" + f.read()[-5000:])
+        time.sleep(0.5)
+    time.sleep(0.2)
+    with open(token_file) as f:
+        token = f.read().strip()
+    hub = Hub(url=f"http://127.0.0.1:{port}", token=token, state_dir=state_dir, port=port)
+    # the service registers with the proxy a moment after the Hub is up
+    deadline = time.monotonic() + 60
+    while hub.rees("GET", "health").status_code != 200:
+        assert time.monotonic() < deadline, "the rees service did not come up"
+        time.sleep(0.3)
+    return proc, hub
+
+
+def stop_demo_hub(proc: subprocess.Popen, hub: Hub | None = None) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if hub is not None:
+        names = subprocess.run(["docker", "ps", "-aq", "--filter",
+                                f"name={hub.container_prefix()}"],
+                               capture_output=True, text=True).stdout.split()
+        if names:
+            subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+
+
+def _git(cwd, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+class GitRepo:
+    """A local git repository to build from; ``commit`` adds files and returns the sha."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        _git(path, "init", "-q", "-b", "main")
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def commit(self, files: dict[str, str], message: str = "update") -> str:
+        for name, content in files.items():
+            full = os.path.join(self.path, name)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(content)
+        _git(self.path, "add", "-A")
+        _git(self.path, "commit", "-q", "-m", message)
+        return _git(self.path, "rev-parse", "HEAD")
+
+    def git(self, *args) -> str:
+        return _git(self.path, *args)
+
+
+def dockerfile_repo(repo: GitRepo, base_image: str, marker: str = "hello") -> str:
+    """A Dockerfile REES repo on the local base image (builds offline); returns the sha."""
+    return repo.commit({
+        "Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n",
+        "README.md": f"# {marker}\n",
+        "marker.txt": marker + "\n",
+    })
+
+
+def wait_ready(hub: Hub, user: str, server: str = "", token: str | None = None,
+               timeout: float = 120) -> dict:
+    """Wait until the user's server is ready; returns its model."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = hub.request("GET", f"/hub/api/users/{user}", token=token).json()
+        state = model["servers"].get(server)
+        if state and state["ready"]:
+            return state
+        if state is None or not state.get("pending"):
+            raise AssertionError(f"server {user}/{server} is not starting: {state}")
+        time.sleep(0.5)
+    raise AssertionError(f"server {user}/{server} not ready within {timeout}s")

@@ -1,0 +1,41 @@
+"""HTML pages, rendered from Jinja2 templates with the Hub's look."""
+
+from __future__ import annotations
+
+import os
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from tornado import web
+from tornado.escape import xhtml_escape
+
+from .base import BaseHandler
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
+_jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+
+# The service's own navigation (path under the service prefix, label).
+NAV = [("", "Environments"), ("servers", "Servers")]
+
+
+class PageHandler(BaseHandler):
+    def render_page(self, template: str, active: str = "", **context) -> None:
+        html = _jinja.get_template(template).render(
+            user=self.current_user,
+            prefix=self.rees.service_prefix,
+            hub_prefix=self.rees.hub_prefix,
+            xsrf_token=self.xsrf_token.decode("ascii"),
+            static_url=self.static_url,
+            nav=NAV,
+            active=active,
+            permissions=self.permissions(),
+            **context,
+        )
+        self.finish(html)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = ""
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.finish(f"<!DOCTYPE html><title>{status_code}</title><h1>{status_code}</h1>"
+                    f"<p>{xhtml_escape(message)}</p>")
