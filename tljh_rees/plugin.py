@@ -7,6 +7,7 @@ that needs the admin's config runs under TLJH.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pluggy
@@ -47,8 +48,10 @@ def tljh_extra_hub_pip_packages():
 
 @hookimpl
 def tljh_config_post_install(config):
-    section = config.setdefault("rees", {})
-    merge_defaults(section, DEFAULTS)
+    if config.get("rees") is None:
+        config["rees"] = {}
+    if isinstance(config["rees"], dict):  # anything else is reported when the hub starts
+        merge_defaults(config["rees"], DEFAULTS)
 
 
 @hookimpl
@@ -58,8 +61,12 @@ def tljh_custom_jupyterhub_config(c):
 
 @hookimpl
 def tljh_post_install():
-    from .engine.host import ensure_engine
+    from .engine.host import ensure_engine, systemd_running
 
     settings = load_settings(load_rees_section())
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
     ensure_engine()
+    if systemd_running():
+        # TLJH starts the Hub before it runs this hook, i.e. before Docker was installed:
+        # restart it so it listens at the Docker bridge its containers use.
+        subprocess.run(["systemctl", "try-restart", "jupyterhub"], check=False)

@@ -7,6 +7,8 @@ Every key is checked here and only here. A problem is reported as a
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +19,9 @@ DEFAULT_STATE_DIR = "/opt/tljh/state/rees"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")  # what Docker accepts as a volume name
+_BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MIN_MEMORY = 6 * 1024**2  # Docker refuses a memory limit below 6M
 
 
 class SettingsError(ValueError):
@@ -235,8 +240,9 @@ def _users(value) -> tuple[str, ...]:
 
 
 def _relative_path(value) -> str:
-    path = _string(value).strip("/")
-    if not path or ".." in path.split("/"):
+    text = _string(value)
+    path = text.strip("/")
+    if text.startswith("/") or not path or ".." in path.split("/"):
         raise ValueError(value)
     return path
 
@@ -245,7 +251,37 @@ def _volume_template(value) -> str:
     text = _string(value)
     if "{username}" not in text:
         raise ValueError(value)
+    try:
+        example = text.format(username="alice")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(value) from None
+    if not _VOLUME_RE.match(example):
+        raise ValueError(value)
     return text
+
+
+def _ip(value) -> str:
+    return str(ipaddress.ip_address(_string(value).strip()))
+
+
+def _url(value) -> str:
+    text = _string(value).strip()
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError(value)
+    return text
+
+
+def _memory(value) -> int:
+    size = parse_size(value)
+    if size < MIN_MEMORY:
+        raise ValueError(value)
+    return size
+
+
+def _scalar(value) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        raise ValueError(value)
+    return str(value)
 
 
 def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
@@ -274,18 +310,22 @@ def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
     bp = f"{p}.builds"
     r.unknown(builds_raw, {"concurrency", "base_image", "build_args", "ca_bundle",
                            "allow_local_repos", "log_max_bytes", "timeout"}, bp)
-    build_args = r.section(builds_raw, "build_args", bp)
-    for key in build_args:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
+    build_args = {}
+    for key, value in r.section(builds_raw, "build_args", bp).items():
+        if not _BUILD_ARG_RE.match(str(key)):
             r.problems.append(f"{bp}.build_args.{key}: expected a build argument name "
-                              "(letters, digits and _), got {key!r}")
+                              f"(letters, digits and _), got {key!r}")
+            continue
+        arg = r.get({key: value}, key, f"{bp}.build_args", None, _scalar, "a text value")
+        if arg is not None:
+            build_args[str(key)] = arg
     ca_bundle = r.get(builds_raw, "ca_bundle", bp, "", _absolute_path, "an absolute file path")
     if ca_bundle and not os.path.isfile(ca_bundle):
         r.problems.append(f"{bp}.ca_bundle: expected an existing file, got {ca_bundle!r}")
     builds = BuildSettings(
         concurrency=r.get(builds_raw, "concurrency", bp, 1, _positive_int, "a whole number ≥ 1"),
         base_image=r.get(builds_raw, "base_image", bp, "", _string, "an image name"),
-        build_args={str(k): str(v) for k, v in build_args.items()},
+        build_args=build_args,
         ca_bundle=ca_bundle,
         allow_local_repos=r.get(builds_raw, "allow_local_repos", bp, False, _bool, "true or false"),
         log_max_bytes=r.get(builds_raw, "log_max_bytes", bp, 4 * 1024**2, parse_size,
@@ -306,11 +346,12 @@ def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
         r.unknown(prof, {"cpu", "memory", "description"}, pp)
         cpu = r.get(prof, "cpu", pp, None, _positive_float, "a number of CPUs like 1 or 0.5")
         if cpu and cpu_count and cpu > cpu_count:
-            r.problems.append(f"{pp}.cpu: this machine has {cpu_count} CPUs, got {cpu:g}")
+            r.problems.append(f"{pp}.cpu: expected at most {cpu_count} (the CPUs of this "
+                              f"machine), got {cpu:g}")
         profiles.append(Profile(
             name=str(name),
             cpu=cpu,
-            memory=r.get(prof, "memory", pp, None, parse_size, "a size like 2G"),
+            memory=r.get(prof, "memory", pp, None, _memory, "a size like 2G (at least 6M)"),
             description=r.get(prof, "description", pp, "", _string, "text"),
         ))
 
@@ -324,7 +365,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
     r.unknown(storage_raw, {"volume_name", "path"}, f"{p}.storage")
     storage = StorageSettings(
         volume_name=r.get(storage_raw, "volume_name", f"{p}.storage", "rees-home-{username}",
-                          _volume_template, "a volume name template containing {username}"),
+                          _volume_template,
+                          "a Docker volume name containing {username}, like rees-home-{username}"),
         path=r.get(storage_raw, "path", f"{p}.storage", "work", _relative_path,
                    "a folder relative to the home directory, like work"),
     )
@@ -355,12 +397,12 @@ def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
     settings = Settings(
         state_dir=r.get(data, "state_dir", p, DEFAULT_STATE_DIR, _absolute_path,
                         "an absolute directory path"),
-        service_ip=r.get(service, "ip", f"{p}.service", "127.0.0.1", _string, "an IP address"),
+        service_ip=r.get(service, "ip", f"{p}.service", "127.0.0.1", _ip, "an IP address"),
         service_port=r.get(service, "port", f"{p}.service", 6789, _port, port_expect),
-        hub_ip=r.get(data, "hub_ip", p, "", _string, "an IP address"),
+        hub_ip=r.get(data, "hub_ip", p, "", _ip, "an IP address"),
         default_image=r.get(data, "default_image", p, "", _string, "an image name"),
         base_image_mirror=r.get(data, "base_image_mirror", p, "http://deb.debian.org/debian",
-                                _string, "a Debian mirror URL"),
+                                _url, "a Debian mirror URL like http://deb.debian.org/debian"),
         builds=builds,
         profiles=tuple(profiles),
         default_profile=default_profile,
@@ -379,12 +421,17 @@ def merge_defaults(config: dict, defaults: dict = DEFAULTS) -> bool:
     """Fill ``defaults`` into ``config`` without replacing any existing key.
 
     Returns whether anything was added. Nested groups are merged key by key, but a
-    group the admin already has (e.g. ``profiles``) is left as the admin wrote it.
+    group the admin already has (e.g. ``profiles``) is left as the admin wrote it, and
+    so is the choice among them: ``default_profile`` is only filled in together with
+    the default profiles.
     """
     changed = False
+    admin_profiles = "profiles" in config
     for key, value in defaults.items():
+        if key == "default_profile" and admin_profiles:
+            continue
         if key not in config:
-            config[key] = value if not isinstance(value, dict) else dict(value)
+            config[key] = copy.deepcopy(value)  # never share DEFAULTS' own dicts
             changed = True
         elif isinstance(value, dict) and isinstance(config[key], dict) and key != "profiles":
             changed |= merge_defaults(config[key], value)
