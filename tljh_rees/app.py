@@ -15,15 +15,24 @@ import docker
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Dict, Integer, List, Unicode, default
+from docker.errors import APIError, ImageNotFound
+from sqlalchemy import or_, select
+from traitlets import Dict, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
-from . import SERVICE_NAME, __version__
+from . import LABEL_PREFIX, SERVICE_NAME, __version__
+from .builds.manager import BuildManager
+from .builds.repo2docker import Repo2DockerBuilder
+from .engine.catalog import ENVIRONMENT_LABEL
+from .store.db import open_database
+from .store.logs import LogStore
+from .store.models import Build, Environment
 from .hubconfig import read_service_config
 
 # Each module's ``routes()`` lists (path under the service prefix, handler class).
 ROUTE_MODULES = [
     "tljh_rees.handlers.api",
+    "tljh_rees.handlers.builds",
 ]
 
 
@@ -42,6 +51,8 @@ class ReesService(Application):
     service_prefix = Unicode(config=True, help="URL prefix the Hub's proxy routes to us.")
     hub_api_url = Unicode(config=True)
     hub_prefix = Unicode(config=True, help="URL prefix of the Hub's pages (e.g. /hub/).")
+    builder_class = Type(Repo2DockerBuilder, config=True,
+                         help="What turns a checked-out repository into an image.")
 
     @default("db_url")
     def _db_url_default(self):
@@ -68,6 +79,43 @@ class ReesService(Application):
     def docker_api(self) -> docker.APIClient:
         return docker.APIClient(version="auto", timeout=120)
 
+    # -- environments, as the database and the engine see them --------------------------
+
+    def visible_environments(self, db, user: str, admin: bool) -> list[Environment]:
+        query = select(Environment).order_by(Environment.name)
+        if not admin:
+            query = query.where(or_(Environment.public, Environment.owner == user))
+        return list(db.scalars(query).all())
+
+    def visible_environment_names(self, db, user: str, admin: bool) -> set[str]:
+        return {env.name for env in self.visible_environments(db, user, admin)}
+
+    def last_build(self, db, name: str) -> Build | None:
+        return db.scalars(select(Build).where(Build.environment == name)
+                          .order_by(Build.created.desc()).limit(1)).first()
+
+    def servers_using(self, name: str) -> list[str]:
+        """Names of the containers running from environment ``name``."""
+        containers = self.docker_api().containers(
+            filters={"label": f"{LABEL_PREFIX}server-environment={name}"})
+        return [c["Names"][0].lstrip("/") for c in containers]
+
+    def remove_environment(self, name: str, force: bool) -> None:
+        """Remove the environment's images and its record (its build history stays)."""
+        api = self.docker_api()
+        for image in api.images(filters={"label": f"{ENVIRONMENT_LABEL}={name}"}):
+            try:
+                api.remove_image(image["Id"], force=force)
+            except ImageNotFound:
+                pass
+            except APIError as e:
+                raise RuntimeError(f"could not remove the image of {name}: {e}") from e
+        with self.db() as db:
+            env = db.get(Environment, name)
+            if env is not None:
+                db.delete(env)
+                db.commit()
+
     def handlers(self) -> list:
         prefix = self.service_prefix
         routes = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
@@ -88,6 +136,11 @@ class ReesService(Application):
 
     async def start_async(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.db = open_database(self.db_url)
+        self.logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
+        self.builder = self.builder_class(parent=self)
+        self.builds = BuildManager(self, parent=self)
+        await self.builds.start()
         app = self.make_app()
         app.listen(self.port, self.ip)
         self.log.info("tljh-rees %s listening on %s:%s%s", __version__, self.ip, self.port,

@@ -33,13 +33,12 @@ def service_config(settings: Settings) -> Config:
     c.ReesService.profiles = [p.to_dict() for p in settings.profiles]
     c.ReesService.default_profile = settings.default_profile
     c.ReesService.gallery_show = settings.gallery_show
-    c.BuildQueue.concurrency = settings.builds.concurrency
-    c.BuildQueue.allow_local_repos = settings.builds.allow_local_repos
-    c.BuildQueue.timeout = settings.builds.timeout
+    c.BuildManager.concurrency = settings.builds.concurrency
+    c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
+    c.BuildManager.timeout = settings.builds.timeout
     c.LogStore.max_bytes = settings.builds.log_max_bytes
     c.Repo2DockerBuilder.base_image = settings.builds.base_image
     c.Repo2DockerBuilder.build_args = dict(settings.builds.build_args)
-    c.Repo2DockerBuilder.ca_bundle = settings.builds.ca_bundle
     return c
 
 

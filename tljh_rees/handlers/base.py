@@ -9,14 +9,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from .. import ADMIN_SCOPE, BUILD_SCOPE
-
-
-class InputError(web.HTTPError):
-    """A 4xx about one field of the request; the JSON error names it."""
-
-    def __init__(self, field: str, message: str, status: int = 400):
-        super().__init__(status, "%s", f"{field}: {message}")
-        self.field = field
+from ..errors import InputError  # noqa: F401 (handlers raise it from here too)
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):

@@ -60,6 +60,8 @@ class Build(Base):
     # queued -> running -> built | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Credentials are never stored; this only says a restart cannot re-run the build.
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

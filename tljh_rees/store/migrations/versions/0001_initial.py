@@ -44,6 +44,7 @@ def upgrade():
         sa.Column("profile", sa.String(63), nullable=False, server_default=""),
         sa.Column("status", sa.String(16), nullable=False, server_default="queued", index=True),
         sa.Column("cache_hit", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("error", sa.Text, nullable=False, server_default=""),
         sa.Column("spec_version", sa.String(64)),
         sa.Column("created", sa.DateTime, nullable=False),

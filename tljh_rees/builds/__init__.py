@@ -1,0 +1,1 @@
+"""Turning repositories into environments: requests, git, repo2docker, the queue."""

@@ -1,0 +1,102 @@
+"""Run repo2docker as a subprocess and turn its JSON log into lines and phases.
+
+Swappable: the service builds through ``ReesService.builder_class``; anything with the
+same ``build`` coroutine can stand in (e.g. a remote builder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+from typing import Callable
+
+from traitlets import Dict, Int, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+
+class BuildFailed(RuntimeError):
+    pass
+
+
+class Repo2DockerBuilder(LoggingConfigurable):
+    """Builds a checked-out REES repository into an image with repo2docker."""
+
+    base_image = Unicode("", config=True,
+                         help="repo2docker's base image (Repo2Docker.base_image); '' keeps "
+                              "repo2docker's default.")
+    build_args = Dict(config=True, help="Extra build arguments for every build.")
+    user_id = Int(1000, config=True)
+    user_name = Unicode("jovyan", config=True)
+    extra_args = List(Unicode(), config=True, help="More repo2docker command-line arguments.")
+    command = List(Unicode(), config=True, help="How to run repo2docker.")
+
+    def _command_default(self):
+        return [sys.executable, "-m", "repo2docker"]
+
+    def r2d_config(self, labels: dict) -> dict:
+        """repo2docker's traitlets config, passed as a file (never on the command line)."""
+        config = {"labels": labels, "extra_build_args": dict(self.build_args)}
+        if self.base_image:
+            config["base_image"] = self.base_image
+        return {"Repo2Docker": config}
+
+    async def build(self, source_dir: str, image: str, labels: dict,
+                    on_line: Callable[[str], None],
+                    on_process: Callable[[asyncio.subprocess.Process], None] = lambda p: None,
+                    ) -> None:
+        """Build ``source_dir`` into ``image``; raise BuildFailed with the reason."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="rees-r2d-",
+                                         delete=False) as f:
+            json.dump(self.r2d_config(labels), f)
+            config_file = f.name
+        try:
+            cmd = [*(self.command or self._command_default()),
+                   "--config", config_file, "--json-logs", "--no-run",
+                   "--user-id", str(self.user_id), "--user-name", self.user_name,
+                   "--image-name", image, *self.extra_args, source_dir]
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True, limit=1024 * 1024,
+            )
+            on_process(proc)
+            failure = ""
+            async for raw in proc.stdout:
+                text, phase = parse_log_line(raw.decode("utf-8", "replace"))
+                if phase == "failed":
+                    failure = text.strip() or failure
+                if text:
+                    on_line(text)
+            code = await proc.wait()
+        finally:
+            os.unlink(config_file)
+        if code != 0:
+            if code < 0:
+                raise BuildFailed(f"repo2docker was stopped by signal {-code}")
+            raise BuildFailed(failure or f"repo2docker exited with code {code}")
+
+
+def parse_log_line(raw: str) -> tuple[str, str]:
+    """(text, phase) from one line of repo2docker's JSON log (plain lines pass through)."""
+    raw = raw.rstrip("\n")
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return raw + "\n", ""
+    if not isinstance(record, dict):
+        return raw + "\n", ""
+    text = record.get("message", "")
+    if not text.endswith("\n"):
+        text += "\n"
+    return text, record.get("phase", "")
+
+
+def stop_process_group(proc: asyncio.subprocess.Process) -> None:
+    """Stop repo2docker and its docker buildx child (BuildKit cancels the build)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
