@@ -42,25 +42,29 @@ def service_config(settings: Settings) -> Config:
     return c
 
 
+def _list_setting(c_section, name: str) -> list:
+    """The list setting ``name`` as a plain list kept in ``c_section``.
+
+    An unset list that others appended to (``c.JupyterHub.services.append(...)``) is a
+    lazy value; the lists touched here (services, load_roles) default to empty in
+    JupyterHub, so resolving it against ``[]`` is exact and lets us see what it holds.
+    """
+    value = c_section[name] if name in c_section else []
+    if isinstance(value, LazyConfigValue):
+        value = value.get_value([])
+    if not isinstance(value, list):
+        value = list(value)
+    c_section[name] = value
+    return value
+
+
 def _append(c_section, name: str, item) -> None:
-    """Append to a list setting whether it was set before (a list) or not (lazy)."""
-    current = c_section.get(name) if name in c_section else None
-    if isinstance(current, list):
-        current.append(item)
-    elif isinstance(current, LazyConfigValue) or current is None:
-        getattr(c_section, name).append(item)
-    else:
-        c_section[name] = list(current) + [item]
-
-
-def _existing_list(c_section, name: str) -> list:
-    value = c_section.get(name) if name in c_section else None
-    return value if isinstance(value, list) else []
+    _list_setting(c_section, name).append(item)
 
 
 def _grant_user_role_scope(c, scope: str) -> None:
     """Add ``scope`` to the default 'user' role, keeping what others gave it."""
-    roles = _existing_list(c.JupyterHub, "load_roles")
+    roles = _list_setting(c.JupyterHub, "load_roles")
     for role in roles:
         if role.get("name") == "user":
             scopes = role.setdefault("scopes", ["self"])
