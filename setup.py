@@ -40,6 +40,7 @@ setup(
         "tljh": ["rees = tljh_rees.plugin"],
         "console_scripts": [
             "tljh-rees = tljh_rees.cli:main",
+            "repo2singularity = tljh_rees.export.command:repo2singularity_main",
         ],
     },
 )

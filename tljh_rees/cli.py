@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the rees section of a TLJH config")
     check.add_argument("config", nargs="?", default="/opt/tljh/config/config.yaml")
     check.set_defaults(func=cmd_check_config)
+
+    from .export.command import add_build_parser
+
+    add_build_parser(sub)
     return parser
 
 

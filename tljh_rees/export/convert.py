@@ -1,0 +1,117 @@
+"""Docker image → SIF file: with Apptainer when installed, else assembled from Debian tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import time
+
+import docker
+from traitlets import CaselessStrEnum, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .. import __version__
+from .errors import ExportError, NoSpace
+from .image import ImageInfo, export_rootfs, inspect_image
+from .progress import Progress
+from .sif import assemble_sif, atomic_output
+from .singularity_d import SifMetadata, write_tree
+from .tools import is_no_space, run
+
+APPTAINER_COMMANDS = ("apptainer", "singularity")
+
+
+def find_apptainer() -> str | None:
+    for name in APPTAINER_COMMANDS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def remove_tree(path: str) -> None:
+    """Remove an unpacked root filesystem, even its read-only directories."""
+    def make_writable(func, failed, _exc):
+        parent = os.path.dirname(failed)
+        os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        func(failed)
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=make_writable)
+
+
+class SifConverter(LoggingConfigurable):
+    """Turns a local Docker image into a SIF file."""
+
+    method = CaselessStrEnum(
+        ["auto", "apptainer", "assemble"], "auto", config=True,
+        help="'apptainer': `apptainer build … docker-daemon://…`; 'assemble': unpack the "
+             "image and write the SIF with mksquashfs and siftool; 'auto': Apptainer when "
+             "it is installed, else assemble.")
+    work_dir = Unicode("", config=True,
+                       help="Where the image's filesystem is unpacked while assembling "
+                            "(needs about twice the image's size); '' for the system's "
+                            "temporary directory.")
+    mksquashfs_args = List(Unicode(), config=True,
+                           help="Extra mksquashfs arguments, e.g. ['-comp', 'zstd'].")
+
+    def chosen_method(self) -> str:
+        if self.method != "auto":
+            return self.method
+        return "apptainer" if find_apptainer() else "assemble"
+
+    def convert(self, api: docker.APIClient, reference: str, out: str,
+                progress: Progress) -> ImageInfo:
+        """Write the SIF of image ``reference`` to ``out``; return the image's details."""
+        image = inspect_image(api, reference)
+        if image.os != "linux":
+            raise ExportError(f"{reference} is a {image.os} image; SIF needs a Linux image")
+        if self.chosen_method() == "apptainer":
+            self._apptainer_build(image, out, progress)
+        else:
+            self._assemble(api, image, out, progress)
+        return image
+
+    def _apptainer_build(self, image: ImageInfo, out: str, progress: Progress) -> None:
+        tool = find_apptainer()
+        if tool is None:
+            raise ExportError("neither 'apptainer' nor 'singularity' is installed; "
+                              "install Apptainer or use the 'assemble' method")
+        progress.step(f"Building the SIF with {os.path.basename(tool)}")
+        source = image.reference if not image.reference.startswith("sha256:") else image.id
+        with atomic_output(out) as tmp:
+            run([tool, "build", tmp, f"docker-daemon://{source}"], what=f"{tool} build",
+                writes=out, on_text=progress.note)
+
+    def _assemble(self, api: docker.APIClient, image: ImageInfo, out: str,
+                  progress: Progress) -> None:
+        base = self.work_dir or None
+        if base:
+            os.makedirs(base, exist_ok=True)
+        try:
+            work = tempfile.mkdtemp(prefix="rees-sif-", dir=base)
+        except OSError as e:
+            if is_no_space(e):
+                raise NoSpace(base or tempfile.gettempdir()) from None
+            raise
+        try:
+            root = os.path.join(work, "rootfs")
+            os.mkdir(root)
+            export_rootfs(api, image, root, progress)
+            build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            metadata = SifMetadata.for_image(image, build_date, f"tljh-rees {__version__}")
+            if metadata.skipped_env:
+                progress.note("not valid as shell variables, left out of the environment: "
+                              + ", ".join(metadata.skipped_env))
+            try:
+                write_tree(root, metadata)
+            except OSError as e:
+                if is_no_space(e):
+                    raise NoSpace(root) from None
+                raise
+            assemble_sif(root, metadata, image.architecture, out, work, progress,
+                         tuple(self.mksquashfs_args))
+        finally:
+            remove_tree(work)
