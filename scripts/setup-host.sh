@@ -3,6 +3,8 @@
 # system packages, a Docker engine with the buildx plugin, a running dockerd,
 # the configurable-http-proxy, and a Python virtual environment in .venv.
 # Idempotent: every step checks first and is quick when already done.
+#   JUPYTERHUB_SPEC   the JupyterHub series for .venv (default: 5.x, what TLJH installs)
+#   WITH_JUPYTERHUB6  non-empty: also make .venv-jh6 with JupyterHub 6.x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,7 @@ log() { printf '[setup-host] %s\n' "$*" >&2; }
 need_root() { [ "$(id -u)" = 0 ] || { log "run as root (apt-get and dockerd need it)"; exit 1; }; }
 
 APT_PACKAGES=(
-  docker.io git ca-certificates debootstrap iptables
+  docker.io git ca-certificates debootstrap iptables iproute2 python3-venv
   squashfs-tools siftool charliecloud-runtime docker-registry skopeo
   chromium chromium-driver
 )
@@ -56,10 +58,24 @@ start_dockerd() {
   log "dockerd did not come up; see /var/log/tljh-rees-dockerd.log"; exit 1
 }
 
+# JupyterHub's default proxy. Without Node.js, Debian's own package (with its Node.js);
+# with one, npm's release for that Node.js (5.x needs Node.js 20).
 install_proxy() {
   command -v configurable-http-proxy >/dev/null && return
-  log "installing configurable-http-proxy from npm"
-  npm install -g --silent configurable-http-proxy >/dev/null
+  if ! command -v node >/dev/null \
+      && apt-cache policy node-configurable-http-proxy 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    log "installing configurable-http-proxy (Debian package)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq node-configurable-http-proxy >/dev/null
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    log "installing npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  local major; major=$(node -p 'process.versions.node.split(".")[0]')
+  local version=5; [ "$major" -ge 20 ] || version=4
+  log "installing configurable-http-proxy@$version from npm (Node.js $major)"
+  npm install -g --silent "configurable-http-proxy@$version" >/dev/null
 }
 
 # The virtual environment; JUPYTERHUB_SPEC picks the JupyterHub series (5.x by default).
@@ -71,16 +87,22 @@ make_venv() {
   fi
   local stamp="$venv/.installed-$(cat setup.py dev-requirements.txt | sha256sum | cut -c1-12)-$(echo "$spec" | sha256sum | cut -c1-8)"
   [ -e "$stamp" ] && return
-  "$venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$venv/bin/pip" install -q -e . -r dev-requirements.txt "$spec"
+  log "installing tljh-rees and the test tools into $venv ($spec)"
+  if ! { "$venv/bin/pip" install -q --upgrade pip &&
+         "$venv/bin/pip" install -q -e . -r dev-requirements.txt "$spec"; } >"$venv/pip.log" 2>&1; then
+    tail -n 40 "$venv/pip.log" >&2
+    log "pip install failed; full log: $venv/pip.log"; exit 1
+  fi
   rm -f "$venv"/.installed-*; touch "$stamp"
 }
 
 need_root
+log "system packages"
 install_apt_packages
 install_buildx
 start_dockerd
 install_proxy
 make_venv .venv "${JUPYTERHUB_SPEC:-jupyterhub>=5.2,<6}"
-[ -n "${WITH_JUPYTERHUB6:-}" ] && make_venv .venv-jh6 "jupyterhub>=6,<7"
-log "ready"
+if [ -n "${WITH_JUPYTERHUB6:-}" ]; then make_venv .venv-jh6 "jupyterhub>=6,<7"; fi
+log "ready: $(docker --version); buildx $(docker buildx version | cut -d' ' -f2);" \
+    "$(.venv/bin/python -m jupyterhub --version | sed 's/^/JupyterHub /') in .venv"
