@@ -110,8 +110,9 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
     if setup_engine:
         ensure_engine()
     section = rees_section(state_dir)
+    mirror = {"mirror": section["base_image_mirror"]} if section.get("base_image_mirror") else {}
     recipe = BaseImageRecipe(ca_bundle=(section.get("builds") or {}).get("ca_bundle")
-                             or default_ca_bundle())
+                             or default_ca_bundle(), **mirror)
     base_image = ensure_base_image(recipe, progress=lambda m: print(f"[base image] {m}",
                                                                     flush=True))
     with open(os.path.join(state_dir, "base-image"), "w") as f:
