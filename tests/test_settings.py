@@ -113,9 +113,9 @@ def test_default_image():
 def test_base_image_mirror():
     url = "https://mirror.example.org/debian"
     assert parse_settings({"base_image_mirror": url}).base_image_mirror == url
-    assert only_problem({"base_image_mirror": "deb.debian.org"}) == (
-        "rees.base_image_mirror: expected a Debian mirror URL like "
-        "http://deb.debian.org/debian, got 'deb.debian.org'")
+    assert only_problem({"base_image_mirror": "mirror.example.org"}) == (
+        "rees.base_image_mirror: expected a Debian mirror URL (http:// or https://), "
+        "got 'mirror.example.org'")
 
 
 @pytest.mark.parametrize("key", ["builders", "admins"])

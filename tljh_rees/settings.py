@@ -402,7 +402,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
         hub_ip=r.get(data, "hub_ip", p, "", _ip, "an IP address"),
         default_image=r.get(data, "default_image", p, "", _string, "an image name"),
         base_image_mirror=r.get(data, "base_image_mirror", p, "http://deb.debian.org/debian",
-                                _url, "a Debian mirror URL like http://deb.debian.org/debian"),
+                                _url, "a Debian mirror URL (http:// or https://)"),
         builds=builds,
         profiles=tuple(profiles),
         default_profile=default_profile,
