@@ -22,7 +22,6 @@ from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 from .convert import SifConverter
 from .errors import ExportError
 from .progress import TerminalProgress, human_size
-from .push import push_image, push_sif, sha256_file
 from .targets import REGISTRY_ENV, PushTarget, default_target, parse_target
 
 GIT_USERNAME_ENV = "REES_GIT_USERNAME"
@@ -135,6 +134,8 @@ def export_and_push(api, image: str, sif: str | None, targets: list[PushTarget],
                     config: Config, method: str | None, work_dir: str | None,
                     progress: TerminalProgress) -> None:
     """Write the SIF (when asked for, or needed by an oras push) and push."""
+    from .push import push_image, push_sif  # oras-py takes seconds to import
+
     converter = SifConverter(config=config)
     if method:
         converter.method = method
@@ -270,6 +271,8 @@ def repo2singularity_main(argv=None) -> None:
         image, _commit = build_image(api, args.repo, args.ref, name, tag, config, progress)
         export_and_push(api, image, sif, targets, config, args.method, args.work_dir,
                         progress)
+        from .push import sha256_file
+
         progress.note(f"sha256 of {sif}: {sha256_file(sif).split(':')[1]}")
 
     sys.exit(_run(work))

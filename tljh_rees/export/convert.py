@@ -18,7 +18,7 @@ from .image import ImageInfo, export_rootfs, inspect_image
 from .progress import Progress
 from .sif import assemble_sif, atomic_output
 from .singularity_d import SifMetadata, write_tree
-from .tools import is_no_space, run
+from .tools import is_no_space, require, run
 
 APPTAINER_COMMANDS = ("apptainer", "singularity")
 
@@ -87,6 +87,8 @@ class SifConverter(LoggingConfigurable):
 
     def _assemble(self, api: docker.APIClient, image: ImageInfo, out: str,
                   progress: Progress) -> None:
+        for tool in ("tar", "mksquashfs", "siftool"):
+            require(tool)  # before the long export, not after it
         base = self.work_dir or None
         if base:
             os.makedirs(base, exist_ok=True)

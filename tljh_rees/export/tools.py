@@ -26,7 +26,8 @@ PACKAGES = {
     "docker-registry": "docker-registry",
 }
 
-NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded|ENOSPC|short write",
+NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded|ENOSPC|short write|"
+                      r"Wrote only \d+ of \d+ bytes",
                       re.IGNORECASE)
 _LINE_BREAK = re.compile(rb"[\r\n]")
 
@@ -69,7 +70,9 @@ def run(cmd: list[str], *, what: str, writes: str, on_text: Callable[[str], None
     code = proc.wait()
     text = "\n".join(output)
     if code != 0:
-        raise_for_failure(what, code, "\n".join(tail), writes)
+        # Go tools (siftool) print "Error: …" first and their usage after it.
+        errors = [line for line in output if line.startswith("Error:")]
+        raise_for_failure(what, code, "\n".join([*errors, *tail]), writes)
     return text
 
 
@@ -87,6 +90,7 @@ def _emit(piece: bytes, tail: deque, output: list, on_text) -> None:
 def raise_for_failure(what: str, code: int, tail: str, writes: str):
     if NO_SPACE.search(tail):
         raise NoSpace(writes)
-    last = [line for line in tail.splitlines() if line.strip()][-3:]
+    lines = [line for line in tail.splitlines() if line.strip()]
+    last = [line for line in lines if line.startswith("Error:")][:1] or lines[-3:]
     detail = "; ".join(last) if last else f"exit code {code}"
     raise ExportError(f"{what} failed: {detail}")
