@@ -15,6 +15,7 @@ _jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoe
 
 # The service's own navigation (path under the service prefix, label).
 NAV = [("", "Environments"), ("servers", "Servers")]
+NAV.append(("composer", "Composer"))
 
 
 class PageHandler(BaseHandler):

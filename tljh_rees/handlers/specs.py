@@ -1,0 +1,347 @@
+"""The composer: its pages and the specs API under ``{prefix}api/specs``.
+
+Reading specs (list, get, versions, zip, preview of a saved version) is open to every
+Hub user; composing, saving, importing, forking and building need the build permission,
+and changing or deleting a spec needs to be its owner (or an admin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from urllib.parse import quote
+
+from tornado import web
+
+from ..builds.request import BuildRequest, check_name
+from ..composer.archive import read_folder, read_zip
+from ..composer.errors import SpecError
+from ..composer.sections import SECTIONS
+from ..composer.service import Composer, InvalidSpec
+from ..store.models import Environment
+from .base import APIHandler, InputError
+from .pages import PageHandler
+
+SPEC_NAME_PATTERN = r"([a-z0-9][a-z0-9._-]*)"
+CREATE_FIELDS = {"name", "display_name", "description", "sections", "message",
+                 "from_environment", "from_spec", "from_version"}
+SAVE_FIELDS = {"display_name", "description", "sections", "message", "base_version"}
+BUILD_FIELDS = {"version", "environment", "profile", "display_name", "description", "public"}
+ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
+
+
+class SpecInputError(InputError):
+    """An InputError that may carry the validation problems of a refused save."""
+
+    def __init__(self, error: SpecError):
+        super().__init__(error.field, error.message, status=error.status)
+        self.problems = getattr(error, "problems", None)
+
+
+class ComposerMixin:
+    @property
+    def composer(self) -> Composer:
+        composer = self.settings.get("rees_composer")
+        if composer is None:
+            composer = Composer(os.path.join(self.rees.state_dir, "specs"), parent=self.rees)
+            builder = getattr(self.rees, "builder", None)
+            if builder is not None:  # preview what the builder will build
+                preview = composer.previewer
+                preview.base_image = preview.base_image or builder.base_image
+                preview.user_name, preview.user_id = builder.user_name, builder.user_id
+            self.settings["rees_composer"] = composer
+        return composer
+
+    async def call(self, fn, *args, **kwargs):
+        """Run a composer operation off the event loop; its errors become JSON errors."""
+        try:
+            result = fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                return await result
+            return result
+        except SpecError as e:
+            raise SpecInputError(e) from None
+
+    async def call_in_thread(self, fn, *args, **kwargs):
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except SpecError as e:
+            raise SpecInputError(e) from None
+
+    def spec_links(self, data: dict) -> dict:
+        name = data["name"]
+        data["links"] = {
+            "page": self.rees.url("composer", name),
+            "api": self.rees.url("api/specs", name),
+            "zip": self.rees.url("api/specs", name, "zip")
+                   + (f"?version={data['version']}" if data.get("version") else ""),
+        }
+        data["may_edit"] = self.may_manage(data.get("owner", ""))
+        return data
+
+
+class SpecsAPIHandler(ComposerMixin, APIHandler):
+    max_body = 4 * 1024**2
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, SpecInputError) and exc.problems is not None:
+            self.finish(json.dumps({
+                "error": exc.log_message % exc.args, "status": status_code,
+                "field": exc.field, "problems": [p.to_dict() for p in exc.problems],
+            }))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def visible_environment(self, name) -> Environment:
+        if not isinstance(name, str):
+            raise InputError("from_environment", "expected an environment name")
+        with self.rees.db() as db:
+            env = db.get(Environment, name)
+            if env is None or not (env.public or self.is_admin or env.owner == self.user_name):
+                raise InputError("from_environment", f"no environment {name!r}", status=404)
+            if not env.commit:
+                raise InputError("from_environment", f"{name!r} has not been built yet; "
+                                                     "fork it once a build succeeds", status=409)
+            return env
+
+
+class SpecsHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def get(self):
+        specs = await self.call_in_thread(self.composer.list)
+        self.write_json({"specs": [self.spec_links(s) for s in specs]})
+
+    @web.authenticated
+    async def post(self):
+        self.require_build()
+        data = self.json_body(CREATE_FIELDS, required={"name"})
+        meta = {k: data[k] for k in ("display_name", "description") if k in data}
+        sources = [k for k in ("from_environment", "from_spec") if data.get(k)]
+        if len(sources) > 1 or (sources and data.get("sections")):
+            raise InputError(sources[-1], "start from one of: sections, an environment "
+                                          "(from_environment) or a spec (from_spec)")
+        if data.get("from_environment"):
+            env = self.visible_environment(data["from_environment"])
+            spec = await self.call_in_thread(
+                self.composer.fork, data["name"], self.user_name,
+                (env.repo, env.commit, env.ref), f"environment {env.name} "
+                f"({env.commit[:12]})", **meta)
+        elif data.get("from_spec"):
+            store = self.composer.store
+            source = data["from_spec"]
+            version = await self.call_in_thread(store.resolve, source, data.get("from_version"))
+            spec = await self.call_in_thread(
+                self.composer.fork, data["name"], self.user_name,
+                (store.path(source), version, "main"), f"spec {source} ({version[:12]})", **meta)
+        else:
+            spec = await self.call_in_thread(self.composer.create, data["name"], self.user_name,
+                                             data.get("sections"), data.get("message") or "",
+                                             **meta)
+        self.set_header("Location", self.rees.url("api/specs", spec["name"]))
+        self.write_json(self.spec_links(spec), status=201)
+
+
+class ValidateHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def post(self):
+        self.require_build()
+        data = self.json_body({"sections", "spec"})
+        problems = await self.call_in_thread(self.composer.validate, data.get("sections"),
+                                             data.get("spec"))
+        self.write_json({"problems": problems,
+                         "valid": not any(p["severity"] == "error" for p in problems)})
+
+
+class PreviewHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def post(self):
+        self.require_build()
+        data = self.json_body({"sections", "spec", "version"})
+        self.write_json(await self.call(self.composer.preview, data.get("sections") or {},
+                                        data.get("spec"), data.get("version")))
+
+
+class ImportHandler(SpecsAPIHandler):
+    """A zip (the request body) or a folder (multipart: ``file`` parts, ``path`` fields)."""
+
+    @web.authenticated
+    async def post(self):
+        self.require_build()
+        name = self.get_argument("name", "")
+        meta = {k: self.get_argument(k) for k in ("display_name", "description")
+                if self.get_argument(k, None) is not None}
+        limits = self.composer.limits()
+        if len(self.request.body) > limits.max_total_bytes + 1024**2:
+            raise InputError("file", f"larger than {limits.max_total_bytes} bytes", status=413)
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == "multipart/form-data":
+            files = self.request.files.get("file", [])
+            paths = self.get_body_arguments("path")
+            if paths and len(paths) != len(files):
+                raise InputError("path", "send one path per file, in the same order")
+            uploads = [(paths[i] if paths else f.filename, f.body) for i, f in enumerate(files)]
+            imported = await self.call_in_thread(read_folder, uploads, limits)
+        elif content_type in ZIP_TYPES:
+            imported = await self.call_in_thread(read_zip, self.request.body, limits)
+        else:
+            raise InputError("file", "send a zip (Content-Type: application/zip) or a folder "
+                                     "(multipart/form-data with 'file' parts)", status=415)
+        exists = await self.call_in_thread(self.composer.store.exists, name) if name else False
+        if exists:
+            info = await self.call_in_thread(self.composer.store.info, name)
+            if not self.may_manage(info.owner):
+                raise InputError("name", f"the spec {name!r} belongs to {info.owner}; import "
+                                         "under another name", status=403)
+        spec = await self.call_in_thread(self.composer.import_files, name, self.user_name,
+                                         imported, exists, **meta)
+        self.write_json(self.spec_links(spec), status=200 if exists else 201)
+
+
+class SpecHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def get(self, name):
+        spec = await self.call_in_thread(self.composer.spec, name,
+                                         self.get_argument("version", None))
+        self.write_json(self.spec_links(spec))
+
+    async def _owned(self, name):
+        info = await self.call_in_thread(self.composer.store.info, name)
+        if not self.may_manage(info.owner):
+            raise web.HTTPError(403, f"Only the spec's owner ({info.owner}) or an admin can "
+                                     "change it; fork it to make your own.")
+        return info
+
+    @web.authenticated
+    async def put(self, name):
+        self.require_build()
+        data = self.json_body(SAVE_FIELDS)
+        await self._owned(name)
+        meta = {k: data[k] for k in ("display_name", "description") if k in data}
+        if "sections" in data:
+            spec = await self.call_in_thread(self.composer.save, name, self.user_name,
+                                             data["sections"], data.get("base_version"),
+                                             data.get("message") or "", **meta)
+        else:
+            spec = await self.call_in_thread(self._update_meta, name, meta)
+        self.write_json(self.spec_links(spec))
+
+    def _update_meta(self, name, meta):
+        meta = self.composer.check_meta(meta)
+        if meta:
+            self.composer.store.update_meta(name, **meta)
+        return self.composer.spec(name)
+
+    @web.authenticated
+    async def delete(self, name):
+        self.require_build()
+        await self._owned(name)
+        await self.call_in_thread(self.composer.store.delete, name)
+        self.set_status(204)
+        self.finish()
+
+
+class VersionsHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def get(self, name):
+        versions = await self.call_in_thread(self.composer.store.history, name)
+        self.write_json({"versions": versions})
+
+
+class ZipHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def get(self, name):
+        version, data = await self.call_in_thread(self.composer.store.zip, name,
+                                                  self.get_argument("version", None))
+        self.set_header("Content-Type", "application/zip")
+        filename = f"{name}-{version[:12]}.zip"
+        self.set_header("Content-Disposition", f"attachment; filename=\"{filename}\"; "
+                                               f"filename*=UTF-8''{quote(filename)}")
+        self.finish(data)
+
+
+class SpecPreviewHandler(SpecsAPIHandler):
+    @web.authenticated
+    async def get(self, name):
+        self.write_json(await self.call(self.composer.preview, None, name,
+                                        self.get_argument("version", None)))
+
+
+class SpecBuildsHandler(SpecsAPIHandler):
+    """Build a version of a spec with the same builder as git repositories."""
+
+    @web.authenticated
+    async def post(self, name):
+        self.require_build()
+        data = self.json_body(BUILD_FIELDS)
+        store = self.composer.store
+        info = await self.call_in_thread(store.info, name)
+        version = await self.call_in_thread(store.resolve, name, data.get("version"))
+        profile = data.get("profile") or self.rees.default_profile
+        if profile and not self.rees.profile(profile):
+            names = ", ".join(p["name"] for p in self.rees.profiles) or "none are configured"
+            raise InputError("profile", f"unknown profile {profile!r}; expected one of: {names}")
+        public = data.get("public", True)
+        if not isinstance(public, bool):
+            raise InputError("public", "expected true or false")
+        for key in ("display_name", "description"):
+            if not isinstance(data.get(key, ""), str):
+                raise InputError(key, "expected text")
+        request = BuildRequest(
+            repo=store.path(name), ref=version,
+            name=check_name(data.get("environment") or name, name),
+            profile=profile, owner=self.user_name,
+            display_name=data.get("display_name") or info.display_name or name,
+            description=data.get("description") or info.description,
+            public=public, spec_name=name, spec_version=version, local_ok=True,
+        )
+        build = await self.rees.builds.submit(request, is_admin=self.is_admin)
+        self.write_json(build, status=200 if build["status"] == "built" else 202)
+
+
+class ComposerPage(ComposerMixin, PageHandler):
+    @web.authenticated
+    async def get(self, name=None):
+        spec = None
+        if name:
+            try:
+                spec = self.spec_links(await self.call_in_thread(
+                    self.composer.spec, name, self.get_argument("version", None)))
+            except InputError:
+                raise web.HTTPError(404, f"No spec named {name}.") from None
+        specs = [self.spec_links(s) for s in await self.call_in_thread(self.composer.list)]
+        environments = []
+        if self.can_build:
+            with self.rees.db() as db:
+                environments = [{"name": e.name, "display_name": e.display_name or e.name}
+                                for e in self.rees.visible_environments(db, self.user_name,
+                                                                        self.is_admin)
+                                if e.commit]
+        page = {
+            "spec": spec,
+            "sections": [{"id": s.id, "file": s.file, "label": s.label, "help": s.help}
+                         for s in SECTIONS],
+            "profiles": [{"name": p["name"], "label": p.get("label") or p["name"]}
+                         for p in self.rees.profiles],
+            "default_profile": self.rees.default_profile,
+            "can_build": self.can_build,
+        }
+        self.render_page("composer.html", active="composer", spec=spec, specs=specs,
+                         environments=environments, page_data=page)
+
+
+def routes() -> list:
+    return [
+        ("api/specs", SpecsHandler),
+        ("api/specs/validate", ValidateHandler),
+        ("api/specs/preview", PreviewHandler),
+        ("api/specs/import", ImportHandler),
+        (rf"api/specs/{SPEC_NAME_PATTERN}", SpecHandler),
+        (rf"api/specs/{SPEC_NAME_PATTERN}/versions", VersionsHandler),
+        (rf"api/specs/{SPEC_NAME_PATTERN}/zip", ZipHandler),
+        (rf"api/specs/{SPEC_NAME_PATTERN}/preview", SpecPreviewHandler),
+        (rf"api/specs/{SPEC_NAME_PATTERN}/builds", SpecBuildsHandler),
+        ("composer", ComposerPage),
+        (rf"composer/{SPEC_NAME_PATTERN}", ComposerPage),
+    ]
