@@ -33,6 +33,7 @@ from .hubconfig import read_service_config
 ROUTE_MODULES = [
     "tljh_rees.handlers.api",
     "tljh_rees.handlers.builds",
+    "tljh_rees.handlers.exports",
     "tljh_rees.handlers.specs",
 ]
 

@@ -1,0 +1,95 @@
+"""Export for HPC in the service, through the real demo Hub: job, progress, cache,
+download, permissions."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.test_export_support import sif_objects, tiny_image  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def private_env(tiny_image):
+    """An environment image owned by alice and not public, as the builder labels them."""
+    name = f"export-{uuid.uuid4().hex[:8]}"
+    commit = hashlib.sha1(name.encode()).hexdigest()
+    tag = f"rees-{name}:{commit[:12]}"
+    dockerfile = (f"FROM {tiny_image}\nLABEL org.tljh-rees.environment={name} "
+                  f"org.tljh-rees.owner=alice org.tljh-rees.public=false "
+                  f"org.tljh-rees.commit={commit}\n")
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True,
+                   check=True, capture_output=True)
+    yield name, tag, commit
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def wait_done(hub, export_id, token=None, timeout=180):
+    deadline = time.monotonic() + timeout
+    seen_steps = set()
+    while time.monotonic() < deadline:
+        job = hub.rees("GET", f"exports/{export_id}", token=token).json()
+        seen_steps.add(job["step"])
+        if job["status"] not in ("queued", "running"):
+            return job, seen_steps
+        time.sleep(0.3)
+    raise AssertionError(f"export not done in {timeout}s: {job}")
+
+
+def test_export_job_download_and_cache(hub, private_env, tmp_path):
+    name, tag, commit = private_env
+    alice = hub.user_token("alice")
+    r = hub.rees("POST", f"environments/{name}/exports", token=alice, json={})
+    assert r.status_code in (200, 202), r.text
+    job = r.json()
+    assert job["environment"] == name and job["image"] == tag
+    job, steps = wait_done(hub, job["id"], token=alice)
+    assert job["status"] == "done", job
+    assert any("mksquashfs" in s for s in steps if s), steps  # progress was visible
+    assert job["filename"] == f"{name}-{commit[:12]}.sif"
+    assert job["commands"]["run"] == f"apptainer run {job['filename']}"
+    assert job["download_url"] in job["commands"]["download"]
+    assert "$JUPYTERHUB_API_TOKEN" in job["commands"]["download"]
+
+    r = hub.request("GET", job["download_url"], token=alice)
+    assert r.status_code == 200
+    assert r.headers["Content-Disposition"] == f'attachment; filename="{job["filename"]}"'
+    assert hashlib.sha256(r.content).hexdigest() == job["sha256"]
+    assert len(r.content) == job["size"]
+    sif = tmp_path / job["filename"]
+    sif.write_bytes(r.content)
+    assert sif_objects(str(sif))[-1]["type"] == "FS (Squashfs/*System/amd64)"
+
+    # the same image is exported once: a second request answers from the cache
+    again = hub.rees("POST", f"environments/{name}/exports", token=alice, json={})
+    assert again.status_code == 200
+    assert again.json()["id"] == job["id"] and again.json()["status"] == "done"
+    listed = hub.rees("GET", f"environments/{name}/exports", token=alice).json()["exports"]
+    assert [j["id"] for j in listed] == [job["id"]]
+
+    # the admin sees it too; another user sees neither the environment nor its export
+    assert hub.rees("GET", f"exports/{job['id']}").status_code == 200
+    bob = hub.user_token("bob")
+    for method, path in (("POST", f"environments/{name}/exports"),
+                         ("GET", f"exports/{job['id']}"),
+                         ("GET", f"exports/{job['id']}/download")):
+        r = hub.rees(method, path, token=bob, json={} if method == "POST" else None)
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["status"] == 404
+
+    # the page with the button
+    page = hub.request("GET", f"/services/rees/environments/{name}/export", token=alice)
+    assert page.status_code == 200
+    assert "Export for HPC" in page.text
+
+
+def test_export_of_unknown_environment(hub):
+    r = hub.rees("POST", "environments/no-such-environment/exports", json={})
+    assert r.status_code == 404
+    assert r.json()["field"] == "name"
+    r = hub.rees("POST", "environments/no-such-environment/exports", json={"x": 1})
+    assert r.status_code == 400
