@@ -35,6 +35,7 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.builds",
     "tljh_rees.handlers.exports",
     "tljh_rees.handlers.specs",
+    "tljh_rees.handlers.gallery",
 ]
 
 

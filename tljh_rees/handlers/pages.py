@@ -14,7 +14,7 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates"
 _jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
 
 # The service's own navigation (path under the service prefix, label).
-NAV = [("", "Environments"), ("servers", "Servers")]
+NAV = [("", "Environments"), ("gallery", "Gallery"), ("servers", "Servers")]
 NAV.append(("composer", "Composer"))
 
 

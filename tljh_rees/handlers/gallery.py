@@ -1,0 +1,312 @@
+"""The gallery: built environments, their READMEs and notebooks rendered statically, and
+links that launch them.
+
+Rendered notebooks are untrusted HTML. They are served as their own documents with a
+Content-Security-Policy whose ``sandbox`` directive (no ``allow-scripts``, no
+``allow-same-origin``) gives them an opaque origin and no scripts, even when opened
+outside the gallery's sandboxed iframe; so nothing in a notebook can act on the Hub's
+origin as the viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tarfile
+from urllib.parse import quote, urlencode
+
+from docker.errors import DockerException, NotFound
+from markupsafe import Markup
+from sqlalchemy import select
+from tornado import web
+from tornado.escape import xhtml_escape
+from tornado.log import app_log
+
+from ..engine.catalog import EnvironmentImage, list_environments
+from ..gallery.listing import GalleryEntry, shown, with_record
+from ..gallery.packages import normalize
+from ..gallery.render import NotebookProblem, readme_html
+from ..gallery.store import Gallery
+from ..store.models import Environment
+from .base import APIHandler, BaseHandler
+from .pages import PageHandler
+
+# What the iframe showing a rendered notebook may do: open links in new tabs. No scripts,
+# no same-origin rights, no forms, no navigating the Hub's page.
+FRAME_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+RENDERED_CSP = "; ".join([
+    f"sandbox {FRAME_SANDBOX}",
+    "default-src 'none'",
+    "img-src data: https:",
+    "media-src data:",
+    "style-src 'unsafe-inline'",
+    "font-src data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'self'",
+])
+# The gallery's own pages: only the service's and the Hub's own scripts and styles.
+PAGE_CSP = "; ".join([
+    "default-src 'self'",
+    "img-src 'self' data: https:",
+    "style-src 'self' 'unsafe-inline'",
+    "script-src 'self'",
+    "frame-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'self'",
+])
+INDEX_CONCURRENCY = 2  # environments indexed at once (each streams its files from Docker)
+PACKAGE_KINDS = {"python": "Python (pip)", "conda": "Conda", "r": "R", "apt": "System (apt)"}
+
+
+class GalleryMixin:
+    """Finding the environments a viewer may see, with their indexes, and their URLs."""
+
+    @property
+    def gallery(self) -> Gallery:
+        gallery = self.settings.get("rees_gallery")
+        if gallery is None:
+            gallery = Gallery(self.rees.docker_api, parent=self.rees)
+            self.settings["rees_gallery"] = gallery
+        return gallery
+
+    def _records(self) -> dict:
+        with self.rees.db() as db:
+            return {e.name: e for e in db.scalars(select(Environment)).all()}
+
+    async def environments(self) -> list[EnvironmentImage]:
+        """The environments shown to the viewer, by display name."""
+        images = await asyncio.to_thread(list_environments, self.rees.docker_api())
+        self.gallery.prune({env.image_id for env in images.values()})
+        records = await asyncio.to_thread(self._records)
+        envs = [with_record(env, records.get(name)) for name, env in images.items()]
+        return sorted((e for e in envs
+                       if shown(e, self.user_name, self.is_admin, self.rees.gallery_show)),
+                      key=lambda e: (e.display_name.lower(), e.name))
+
+    async def entry(self, env: EnvironmentImage) -> GalleryEntry:
+        try:
+            return GalleryEntry(env, await self.gallery.manifest(env.image_id))
+        except NotFound:
+            return GalleryEntry(env, None, "The environment's image was removed while its "
+                                           "files were being read.")
+        except (DockerException, OSError, tarfile.TarError) as e:
+            app_log.warning("gallery: could not index %s (%s): %s", env.name, env.image, e)
+            return GalleryEntry(env, None, f"The environment's files could not be read: {e}")
+
+    async def entries(self, envs: list[EnvironmentImage]) -> list[GalleryEntry]:
+        slots = asyncio.Semaphore(INDEX_CONCURRENCY)
+
+        async def one(env):
+            async with slots:
+                return await self.entry(env)
+
+        return list(await asyncio.gather(*(one(env) for env in envs)))
+
+    async def find(self, name: str) -> GalleryEntry:
+        env = next((e for e in await self.environments() if e.name == name), None)
+        if env is None:
+            raise web.HTTPError(404, f"There is no environment '{name}' in the gallery: it "
+                                     "may have been deleted, or not be shared with you.")
+        return await self.entry(env)
+
+    def notebook_of(self, entry: GalleryEntry, path: str):
+        notebook = entry.manifest.notebook(path) if entry.manifest else None
+        if notebook is None:
+            raise web.HTTPError(404, f"Environment '{entry.env.name}' has no notebook "
+                                     f"'{path}'.")
+        return notebook
+
+    # -- URLs -----------------------------------------------------------------------------
+
+    def page_url(self, env: EnvironmentImage, *parts: str) -> str:
+        return self.rees.url("gallery", quote(env.name, safe=""), *parts)
+
+    def notebook_url(self, env: EnvironmentImage, path: str) -> str:
+        return self.page_url(env, "notebooks", quote(path))
+
+    def render_url(self, env: EnvironmentImage, path: str) -> str:
+        return self.page_url(env, "render", quote(path))
+
+    def launch_url(self, entry: GalleryEntry, path: str | None = None) -> str:
+        """The lead's launch endpoint; ``urlpath`` opens the notebook in JupyterLab."""
+        url = self.rees.url("launch", quote(entry.env.name, safe=""))
+        server_path = entry.manifest.places.server_path(path) if (path and entry.manifest) \
+            else None
+        if server_path:
+            url += "?" + urlencode({"urlpath": "lab/tree/" + quote(server_path)})
+        return url
+
+    # -- descriptions (the JSON API and the pages share them) -----------------------------
+
+    def describe(self, entry: GalleryEntry) -> dict:
+        env, manifest = entry.env, entry.manifest
+        notebooks = []
+        for nb in manifest.notebooks if manifest else []:
+            item = {"path": nb.path, "size": nb.size, "url": self.notebook_url(env, nb.path),
+                    "launch_url": self.launch_url(entry, nb.path)}
+            if not nb.stored:
+                item["problem"] = "too large"
+            notebooks.append(item)
+        return {
+            "name": env.name, "display_name": env.display_name,
+            "description": env.label("description"), "repo": env.label("repo"),
+            "ref": env.label("ref"), "commit": env.label("commit"),
+            "owner": env.label("owner"), "created": env.label("created"),
+            "public": env.public, "image": env.image,
+            "packages": entry.packages(),
+            "notebooks": notebooks,
+            "notebooks_truncated": bool(manifest and manifest.notebooks_truncated),
+            "files_truncated": bool(manifest and manifest.scan_truncated),
+            "readme": manifest.readme if manifest else "",
+            "problem": entry.problem,
+            "url": self.page_url(env),
+            "launch_url": self.launch_url(entry),
+        }
+
+    def readme(self, entry: GalleryEntry) -> str:
+        manifest = entry.manifest
+        source = self.gallery.file_path(manifest, manifest.readme) \
+            if manifest and manifest.readme else None
+        if source is None:
+            return ""
+        with open(source, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+
+        def notebook_link(path: str) -> str | None:
+            return self.notebook_url(entry.env, path) if manifest.notebook(path) else None
+
+        return readme_html(text, manifest.readme,
+                           image_file=lambda p: self.gallery.file_path(manifest, p),
+                           notebook_url=notebook_link)
+
+    def filters(self) -> dict:
+        return {k: self.get_argument(k, "").strip() for k in ("q", "repo", "package")}
+
+
+# -- pages ------------------------------------------------------------------------------
+
+class GalleryPageHandler(GalleryMixin, PageHandler):
+    def set_default_headers(self):
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+
+
+class GalleryPage(GalleryPageHandler):
+    @web.authenticated
+    async def get(self):
+        entries = await self.entries(await self.environments())
+        filters = self.filters()
+        self.render_page(
+            "gallery.html", active="gallery",
+            cards=[{"env": self.describe(e), "search": e.search_text(),
+                    "packages": " ".join(normalize(n) for n in e.package_names()),
+                    "hidden": not e.matches(filters["q"], filters["repo"], filters["package"])}
+                   for e in entries],
+            repos=sorted({e.env.label("repo") for e in entries if e.env.label("repo")}),
+            packages=sorted({n for e in entries for n in e.package_names()}, key=str.lower),
+            filters=filters, package_kinds=PACKAGE_KINDS,
+        )
+
+
+class EnvironmentPage(GalleryPageHandler):
+    @web.authenticated
+    async def get(self, name):
+        entry = await self.find(name)
+        self.render_page("gallery_environment.html", active="gallery",
+                         env=self.describe(entry), readme=Markup(self.readme(entry)),
+                         package_kinds=PACKAGE_KINDS)
+
+
+class NotebookPage(GalleryPageHandler):
+    @web.authenticated
+    async def get(self, name, path):
+        entry = await self.find(name)
+        self.notebook_of(entry, path)
+        problem = ""
+        try:
+            await self.gallery.notebook_html(entry.manifest, path)
+        except NotebookProblem as e:
+            problem = str(e)
+        self.render_page("gallery_notebook.html", active="gallery",
+                         env=self.describe(entry), path=path, problem=problem,
+                         render_url=self.render_url(entry.env, path),
+                         launch_url=self.launch_url(entry, path), sandbox=FRAME_SANDBOX)
+
+
+class RenderedNotebook(GalleryMixin, BaseHandler):
+    """A rendered notebook as its own sandboxed document (the iframe's source)."""
+
+    def set_default_headers(self):
+        self.set_header("Content-Security-Policy", RENDERED_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "private, no-cache")
+
+    @web.authenticated
+    async def get(self, name, path):
+        entry = await self.find(name)
+        self.notebook_of(entry, path)
+        try:
+            html = await self.gallery.notebook_html(entry.manifest, path)
+        except NotebookProblem as e:
+            raise web.HTTPError(422, "%s", str(e)) from None
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(html)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message % exc.args if isinstance(exc, web.HTTPError) and \
+            exc.log_message else "The notebook could not be shown."
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(f"<!DOCTYPE html><meta charset=\"utf-8\"><title>{status_code}</title>"
+                    f"<p>{xhtml_escape(message)}</p>")
+
+
+# -- JSON API ---------------------------------------------------------------------------
+
+class GalleryAPI(GalleryMixin, APIHandler):
+    @web.authenticated
+    async def get(self):
+        filters = self.filters()
+        entries = await self.entries(await self.environments())
+        self.write_json({"environments": [self.describe(e) for e in entries
+                                          if e.matches(filters["q"], filters["repo"],
+                                                       filters["package"])]})
+
+
+class GalleryEnvironmentAPI(GalleryMixin, APIHandler):
+    @web.authenticated
+    async def get(self, name):
+        entry = await self.find(name)
+        self.write_json({**self.describe(entry), "readme_html": self.readme(entry)})
+
+
+class GalleryNotebookAPI(GalleryMixin, APIHandler):
+    """Whether a notebook can be shown: 200 with its URLs, or 422 saying why not."""
+
+    @web.authenticated
+    async def get(self, name, path):
+        entry = await self.find(name)
+        notebook = self.notebook_of(entry, path)
+        try:
+            await self.gallery.notebook_html(entry.manifest, path)
+        except NotebookProblem as e:
+            raise web.HTTPError(422, "%s", str(e)) from None
+        self.write_json({"path": path, "size": notebook.size,
+                         "html_url": self.render_url(entry.env, path),
+                         "url": self.notebook_url(entry.env, path),
+                         "launch_url": self.launch_url(entry, path)})
+
+
+def routes() -> list:
+    env = r"([^/]+)"
+    return [
+        ("gallery", GalleryPage),
+        (f"gallery/{env}", EnvironmentPage),
+        (f"gallery/{env}/notebooks/(.+)", NotebookPage),
+        (f"gallery/{env}/render/(.+)", RenderedNotebook),
+        ("api/gallery", GalleryAPI),
+        (f"api/gallery/{env}", GalleryEnvironmentAPI),
+        (f"api/gallery/{env}/notebooks/(.+)", GalleryNotebookAPI),
+    ]
