@@ -6,6 +6,8 @@ service + DockerSpawner) on free ports, and repositories are local git repos.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -38,11 +40,35 @@ def hub(base_image, tmp_path_factory):
     })
     yield running
     stop_demo_hub(proc, running)
+    remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
     volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
                               f"name=rees-test{run_id}-"], capture_output=True,
                              text=True).stdout.split()
     if volumes:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
+
+
+def remove_built_images(database: str) -> None:
+    """Remove the images a test Hub built, so later runs start from a clean engine."""
+    if not os.path.exists(database):
+        return
+    with sqlite3.connect(database) as db:
+        images = [row[0] for row in db.execute("SELECT DISTINCT image FROM builds "
+                                               "WHERE image IS NOT NULL")]
+    if images:
+        subprocess.run(["docker", "rmi", "-f", *images], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def run_id():
+    """A short id unique to this test run, for names shared on the engine."""
+    return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def unique(run_id):
+    """``unique("name")`` gives a name no other test run uses (environments, users)."""
+    return lambda name: f"{name}-{run_id}"
 
 
 @pytest.fixture

@@ -13,7 +13,11 @@ from tests.helpers import dockerfile_repo
 def wait_build(hub, build_id, timeout=300, token=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        build = hub.rees("GET", f"builds/{build_id}", token=token).json()
+        r = hub.rees("GET", f"builds/{build_id}", token=token)
+        if r.status_code == 503:  # the service is restarting
+            time.sleep(0.5)
+            continue
+        build = r.json()
         if build["status"] in ("built", "failed", "cancelled"):
             return build
         time.sleep(0.5)
@@ -35,13 +39,13 @@ def sse_events(hub, build_id, token=None, last_id=None, timeout=300):
     return events
 
 
-def test_build_dockerfile_repo_then_cache_hit(hub, git_repo, base_image):
+def test_build_dockerfile_repo_then_cache_hit(hub, unique, git_repo, base_image):
     repo = git_repo()
     sha = dockerfile_repo(repo, base_image, marker="first")
-    r = hub.rees("POST", "builds", json={"repo": repo.url, "name": "hello-env"})
+    r = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("hello-env")})
     assert r.status_code == 202, r.text
     build = r.json()
-    assert build["commit"] == sha and build["environment"] == "hello-env"
+    assert build["commit"] == sha and build["environment"] == unique("hello-env")
     done = wait_build(hub, build["id"])
     assert done["status"] == "built", done
     image = docker.from_env().images.get(done["image"])
@@ -60,13 +64,13 @@ def test_build_dockerfile_repo_then_cache_hit(hub, git_repo, base_image):
     later = sse_events(hub, build["id"], last_id=ids[2])
     assert [e["id"] for e in later] == ids[3:]
 
-    again = hub.rees("POST", "builds", json={"repo": repo.url, "name": "hello-env"})
+    again = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("hello-env")})
     assert again.status_code == 200
     assert again.json()["status"] == "built" and again.json()["cache_hit"] is True
 
-    env = hub.rees("GET", "environments/hello-env").json()
+    env = hub.rees("GET", "environments/" + unique("hello-env")).json()
     assert env["status"] == "built" and env["commit"] == sha and env["image"] == done["image"]
-    assert "hello-env" in [e["name"] for e in hub.rees("GET", "environments").json()["environments"]]
+    assert unique("hello-env") in [e["name"] for e in hub.rees("GET", "environments").json()["environments"]]
 
 
 @pytest.mark.parametrize("body,field", [
@@ -80,7 +84,7 @@ def test_build_dockerfile_repo_then_cache_hit(hub, git_repo, base_image):
     ({"repo": "https://example.org/x", "image": "evil"}, None),
     ({}, None),
 ])
-def test_bad_input_is_a_json_4xx_naming_the_field(hub, body, field):
+def test_bad_input_is_a_json_4xx_naming_the_field(hub, unique, body, field):
     r = hub.rees("POST", "builds", json=body)
     assert 400 <= r.status_code < 500, r.text
     error = r.json()
@@ -98,8 +102,191 @@ def test_oversized_and_malformed_bodies(hub):
     assert r.status_code == 413
 
 
-def test_user_without_build_scope_cannot_build(hub, git_repo, base_image):
+def test_user_without_build_scope_cannot_build(hub, unique, git_repo, base_image):
     token = hub.user_token("reader")
     r = hub.rees("POST", "builds", token=token, json={"repo": "https://example.org/x"})
     assert r.status_code == 403 and "build permission" in r.json()["error"]
     assert hub.rees("GET", "environments", token=token).status_code == 200
+
+
+def slow_repo(repo, base_image, seconds=60, marker="slow"):
+    return repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo {marker} && sleep {seconds}\n"})
+
+
+def test_refs_resolve_to_full_commits(hub, unique, git_repo, base_image):
+    repo = git_repo()
+    first = dockerfile_repo(repo, base_image, marker="v1")
+    repo.git("tag", "-a", "v1.0", "-m", "release")
+    repo.git("checkout", "-q", "-b", "feature")
+    second = repo.commit({"marker.txt": "feature\n"})
+    repo.git("checkout", "-q", "main")
+    for ref, expected in (("v1.0", first), ("feature", second), (second, second),
+                          ("main", first), ("", first)):
+        r = hub.rees("POST", "builds", json={"repo": repo.url, "ref": ref, "name": unique("refs-env")})
+        assert r.status_code in (200, 202), r.text
+        assert wait_build(hub, r.json()["id"])["commit"] == expected, ref
+    # a short sha is resolved after cloning
+    r = hub.rees("POST", "builds", json={"repo": repo.url, "ref": second[:8], "name": unique("refs-env")})
+    assert wait_build(hub, r.json()["id"])["commit"] == second
+    r = hub.rees("POST", "builds", json={"repo": repo.url, "ref": "no-such-branch",
+                                         "name": unique("refs-env")})
+    assert r.status_code == 422 and r.json()["field"] == "ref"
+
+
+def test_identical_concurrent_requests_join_one_build(hub, unique, git_repo, base_image):
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = git_repo()
+    slow_repo(repo, base_image, seconds=3, marker="joined")
+    body = {"repo": repo.url, "name": unique("join-env")}
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: hub.rees("POST", "builds", json=body), range(8)))
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1, [r.text for r in responses]
+    build = wait_build(hub, ids.pop())
+    assert build["status"] == "built"
+    logs = [e for e in sse_events(hub, build["id"]) if e["type"] == "log"]
+    assert sum("joined" in e["message"] and "echo" in e["message"] for e in logs) == 1
+
+
+def test_queue_order_cap_and_cancel(hub, unique, git_repo, base_image):
+    """concurrency is 1 in the demo: the second build waits at position 1, FIFO."""
+    a, b, c = git_repo(), git_repo(), git_repo()
+    slow_repo(a, base_image, seconds=120, marker="a")
+    slow_repo(b, base_image, seconds=1, marker="b")
+    slow_repo(c, base_image, seconds=1, marker="c")
+    first = hub.rees("POST", "builds", json={"repo": a.url, "name": unique("queue-a")}).json()
+    deadline = time.monotonic() + 60
+    while hub.rees("GET", f"builds/{first['id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    second = hub.rees("POST", "builds", json={"repo": b.url, "name": unique("queue-b")}).json()
+    third = hub.rees("POST", "builds", json={"repo": c.url, "name": unique("queue-c")}).json()
+    assert second["status"] == "queued" and second["queue_position"] == 1
+    assert third["queue_position"] == 2
+
+    # cancel the queued one: it never runs, the next moves up
+    cancelled = hub.rees("DELETE", f"builds/{second['id']}").json()
+    assert cancelled["status"] == "cancelled"
+    assert hub.rees("GET", f"builds/{third['id']}").json()["queue_position"] == 1
+    # cancel the running one: repo2docker and its buildx build stop
+    time.sleep(3)  # let it reach the RUN step
+    cancelled = hub.rees("DELETE", f"builds/{first['id']}").json()
+    assert cancelled["status"] == "cancelled"
+    assert hub.rees("GET", "environments/" + unique("queue-a")).json()["image"] is None
+    assert wait_build(hub, third["id"])["status"] == "built"
+    assert hub.rees("DELETE", f"builds/{first['id']}").status_code == 409
+
+
+def test_cancelled_rebuild_keeps_the_earlier_image(hub, unique, git_repo, base_image):
+    repo = git_repo()
+    dockerfile_repo(repo, base_image, marker="stable")
+    first = wait_build(hub, hub.rees("POST", "builds",
+                                     json={"repo": repo.url, "name": unique("keep-env")}).json()["id"])
+    assert first["status"] == "built"
+    slow_repo(repo, base_image, seconds=120, marker="never")
+    second = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("keep-env")}).json()
+    deadline = time.monotonic() + 60
+    while hub.rees("GET", f"builds/{second['id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert hub.rees("DELETE", f"builds/{second['id']}").json()["status"] == "cancelled"
+    env = hub.rees("GET", "environments/" + unique("keep-env")).json()
+    assert env["image"] == first["image"] and env["commit"] == first["commit"]
+    docker.from_env().images.get(first["image"])  # still there
+
+
+def test_delete_environment_conflicts_while_a_server_runs(hub, unique, git_repo, base_image):
+    repo = git_repo()
+    dockerfile_repo(repo, base_image, marker="deleteme")
+    build = wait_build(hub, hub.rees("POST", "builds",
+                                     json={"repo": repo.url, "name": unique("del-env")}).json()["id"])
+    client = docker.from_env()
+    container = client.containers.run(
+        build["image"], "sleep 60", detach=True, remove=True,
+        labels={"org.tljh-rees.server-environment": unique("del-env")},
+        name=f"{hub.container_prefix()}deltest")
+    try:
+        r = hub.rees("DELETE", "environments/" + unique("del-env"))
+        assert r.status_code == 409 and "force=true" in r.json()["error"]
+        assert hub.rees("DELETE", "environments/" + unique("del-env") + "?force=true").status_code == 204
+    finally:
+        container.remove(force=True)
+    assert hub.rees("GET", "environments/" + unique("del-env")).status_code == 404
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(build["image"])
+
+
+def test_private_repo_credentials_never_leak(hub, unique, git_repo, base_image, tmp_path):
+    import subprocess
+
+    from tests.githttp import PrivateGitServer
+
+    secret = "s3cr3t+t0ken/with%chars"
+    src = git_repo()
+    dockerfile_repo(src, base_image, marker="private")
+    bare = tmp_path / "srv" / "private.git"
+    bare.parent.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", src.path, str(bare)], check=True)
+    with PrivateGitServer(str(bare.parent), "alice", secret) as server:
+        url = f"{server.url}/private.git"
+        r = hub.rees("POST", "builds", json={"repo": url, "name": unique("private-env"),
+                                             "credentials": {"username": "alice",
+                                                             "password": secret}})
+        assert r.status_code == 202, r.text
+        build = wait_build(hub, r.json()["id"])
+        assert build["status"] == "built", build
+        assert server.authorized_requests > 0
+        # without credentials the same repository is refused, naming the field
+        r = hub.rees("POST", "builds", json={"repo": url, "name": unique("private-env2")})
+        assert r.status_code == 422 and r.json()["field"] == "repo"
+
+    forms = {secret, requests.utils.quote(secret, safe=""), secret.replace("/", "%2F")}
+    places = {
+        "api": json.dumps(hub.rees("GET", f"builds/{build['id']}").json())
+        + json.dumps(hub.rees("GET", "environments/" + unique("private-env")).json()),
+        "events": json.dumps(sse_events(hub, build["id"])),
+        "labels": json.dumps(docker.from_env().images.get(build["image"]).labels),
+        "history": subprocess.run(["docker", "history", "--no-trunc", build["image"]],
+                                   capture_output=True, text=True).stdout,
+    }
+    state = hub.state_dir
+    for root, _, files in __import__("os").walk(state):
+        for name in files:
+            with open(f"{root}/{name}", "rb") as f:
+                places[f"{root}/{name}"] = f.read().decode("latin-1")
+    for place, text in places.items():
+        for form in forms:
+            assert form not in text, f"secret found in {place}"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_service_restart_mid_build_requeues_it(hub, unique, git_repo, base_image, how):
+    import os
+    import signal
+
+    repo = git_repo()
+    slow_repo(repo, base_image, seconds=8, marker=f"restart-{how}")
+    build = hub.rees("POST", "builds", json={"repo": repo.url,
+                                             "name": unique(f"restart-{how.lower()}")}).json()
+    deadline = time.monotonic() + 60
+    while hub.rees("GET", f"builds/{build['id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(2)
+    pid = hub.request("GET", "/hub/api/services").json()["rees"]["pid"]
+    os.kill(pid, getattr(signal, how))
+    # JupyterHub starts its managed service again; the build is picked up again
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if hub.request("GET", "/hub/api/services").json()["rees"]["pid"] not in (pid, 0):
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "the service was not restarted"
+        time.sleep(0.5)
+    done = wait_build(hub, build["id"])
+    assert done["status"] == "built", done
+    messages = [e.get("message", "") for e in sse_events(hub, build["id"])]
+    assert any("re-queued after a restart" in m for m in messages)

@@ -36,7 +36,7 @@ def test_service_is_appended_after_tljhs_culler():
     culler, rees = hub_view(c).services
     assert culler == CULLER
     assert rees["name"] == SERVICE_NAME and rees["url"] == "http://127.0.0.1:7001"
-    assert rees["command"] == ["/hub/python", "-m", "tljh_rees.app"]
+    assert rees["command"] == ["/hub/python", "-m", "tljh_rees.service"]
     assert rees["oauth_client_allowed_scopes"] == [BUILD_SCOPE, ADMIN_SCOPE]
 
 

@@ -285,7 +285,7 @@ def test_custom_jupyterhub_config_adds_to_tljhs_config(tljh, rees_state):
 
     services = {s["name"]: s for s in resolved(c.JupyterHub.services)}
     assert list(services) == ["cull-idle", SERVICE_NAME]
-    assert services[SERVICE_NAME]["command"][1:] == ["-m", "tljh_rees.app"]
+    assert services[SERVICE_NAME]["command"][1:] == ["-m", "tljh_rees.service"]
     assert set(c.JupyterHub.custom_scopes) == {BUILD_SCOPE, ADMIN_SCOPE}
     roles = {r["name"]: r for r in resolved(c.JupyterHub.load_roles)}
     assert roles["rees-service"]["services"] == [SERVICE_NAME]

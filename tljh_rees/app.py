@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 
 import docker
 from jupyterhub.services.auth import HubOAuthCallbackHandler
@@ -103,16 +104,20 @@ class ReesService(Application):
             filters={"label": f"{LABEL_PREFIX}server-environment={name}"})
         return [c["Names"][0].lstrip("/") for c in containers]
 
-    def remove_environment(self, name: str, force: bool) -> None:
-        """Remove the environment's images and its record (its build history stays)."""
+    def remove_environment(self, name: str) -> None:
+        """Remove the environment's images and record (its build history stays).
+
+        Images still used by a running server are only untagged: the server keeps
+        running, and the engine frees the space once it stops.
+        """
         api = self.docker_api()
         for image in api.images(filters={"label": f"{ENVIRONMENT_LABEL}={name}"}):
+            for tag in image.get("RepoTags") or []:
+                api.remove_image(tag, force=True)
             try:
-                api.remove_image(image["Id"], force=force)
-            except ImageNotFound:
+                api.remove_image(image["Id"])
+            except (ImageNotFound, APIError):
                 pass
-            except APIError as e:
-                raise RuntimeError(f"could not remove the image of {name}: {e}") from e
         with self.db() as db:
             env = db.get(Environment, name)
             if env is not None:
@@ -137,30 +142,48 @@ class ReesService(Application):
             template_path=os.path.join(os.path.dirname(__file__), "templates"),
         )
 
-    async def start_async(self) -> None:
+    async def start_async(self, server=None) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        self.db = open_database(self.db_url)
+        self.db = await asyncio.to_thread(open_database, self.db_url)
         self.logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
         self.builder = self.builder_class(parent=self)
         self.builds = BuildManager(self, parent=self)
-        await self.builds.start()
         app = self.make_app()
-        app.listen(self.port, self.ip)
+        if server is None:
+            server = app.listen(self.port, self.ip)
+        else:
+            server.request_callback = app  # take over the socket ``service.py`` opened early
         self.log.info("tljh-rees %s listening on %s:%s%s", __version__, self.ip, self.port,
                       self.service_prefix)
-        await asyncio.Event().wait()
+        await self.builds.start()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        self.log.info("stopping: running builds will be re-queued at the next start")
+        server.stop()
+        await self.builds.shutdown()
 
     def start(self) -> None:
         asyncio.run(self.start_async())
 
 
-def main(argv=None) -> None:
+def make_service(argv=None) -> ReesService:
     logging.basicConfig(level=logging.INFO,
                         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     service = ReesService(config=read_service_config())
     service.log = logging.getLogger("tljh_rees")
     service.initialize(argv)
-    service.start()
+    return service
+
+
+async def run(server) -> None:
+    """Run on the socket ``tljh_rees.service`` opened (the Hub's usual entry point)."""
+    await make_service([]).start_async(server)
+
+
+def main(argv=None) -> None:
+    make_service(argv).start()
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -
     _append(c.JupyterHub, "services", {
         "name": SERVICE_NAME,
         "url": f"http://{settings.service_ip}:{settings.service_port}",
-        "command": [python, "-m", "tljh_rees.app"],
+        "command": [python, "-m", "tljh_rees.service"],
         # The service's config (build args may hold secrets) travels in its environment,
         # which only root and the service can read; never on the command line.
         "environment": {SERVICE_CONFIG_ENV: env_config},

@@ -7,7 +7,10 @@ One instance lives in the service. Builds wait in a first-in-first-out queue ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +57,8 @@ class BuildManager(LoggingConfigurable):
         self.pending: list[str] = []
         self.wakeup = asyncio.Event()
         self.workers: list[asyncio.Task] = []
+        self.submitting: dict[tuple[str, str], asyncio.Future] = {}
+        self.stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -62,12 +67,43 @@ class BuildManager(LoggingConfigurable):
         self.recover()
         self.workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
 
+    def _pid_file(self, build_id: str) -> str:
+        return os.path.join(self.service.state_dir, "running", build_id)
+
+    def _remember_process(self, build_id: str, proc) -> None:
+        """Note repo2docker's process group, so a crashed service's successor can stop it."""
+        os.makedirs(os.path.dirname(self._pid_file(build_id)), exist_ok=True)
+        with open(self._pid_file(build_id), "w") as f:
+            f.write(str(proc.pid))
+
+    def _stop_orphan(self, build_id: str) -> None:
+        try:
+            with open(self._pid_file(build_id)) as f:
+                pid = int(f.read())
+            os.killpg(pid, signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            pass
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._pid_file(build_id))
+
+    async def shutdown(self) -> None:
+        """Stop the workers and running builds, leaving their records for the next start
+        to re-queue."""
+        self.stopping = True
+        for active in self.active.values():
+            if active.process is not None:
+                stop_process_group(active.process)
+        for task in self.workers:
+            task.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
+
     def recover(self) -> None:
         """Builds a previous run left unfinished: re-queue them, or fail private ones."""
         with self.service.db() as db:
             builds = db.scalars(select(Build).where(Build.status.in_(ACTIVE))
                                 .order_by(Build.created)).all()
             for build in builds:
+                self._stop_orphan(build.id)
                 log = self.service.logs.open(build.id)
                 last = self.service.logs.read(build.id)
                 events = BuildEvents(log, first_id=max([e.get("id") or 0 for e in last] + [0]) + 1)
@@ -134,10 +170,29 @@ class BuildManager(LoggingConfigurable):
             joined = self._find_active(request.name, commit)
             if joined:
                 return self.build_json(joined)
+            key = (request.name, commit)
+            if key in self.submitting:  # an identical request is between checks: join it
+                return self.build_json(await asyncio.shield(self.submitting[key]))
+            self.submitting[key] = asyncio.get_running_loop().create_future()
+            try:
+                build_id = await self._start(request, commit)
+                self.submitting[key].set_result(build_id)
+            except BaseException as e:
+                self.submitting[key].set_exception(e)
+                self.submitting[key].exception()  # retrieved: joiners re-raise it
+                raise
+            finally:
+                del self.submitting[key]
+        else:
+            build_id = await self._start(request, None)
+        return self.build_json(build_id)
+
+    async def _start(self, request: BuildRequest, commit: str | None) -> str:
+        """Answer from the cache, or record and queue a new build; returns its id."""
+        if commit:
             cached = await asyncio.to_thread(self._cached_image, request.name, commit)
             if cached:
                 return self._record_cache_hit(request, commit, cached)
-
         build_id = uuid.uuid4().hex[:16]
         with self.service.db() as db:
             build = Build(id=build_id, environment=request.name, repo=request.repo,
@@ -153,7 +208,7 @@ class BuildManager(LoggingConfigurable):
         self.pending.append(build_id)
         events.phase("queued", f"waiting for a build slot (position {len(self.pending)})")
         self.wakeup.set()
-        return self.build_json(build_id)
+        return build_id
 
     def _find_active(self, name: str, commit: str) -> str | None:
         for build_id, active in self.active.items():
@@ -172,7 +227,7 @@ class BuildManager(LoggingConfigurable):
               and labels.get("org.tljh-rees.commit") == commit)
         return tag if ok else None
 
-    def _record_cache_hit(self, request: BuildRequest, commit: str, image: str) -> dict:
+    def _record_cache_hit(self, request: BuildRequest, commit: str, image: str) -> str:
         build_id = uuid.uuid4().hex[:16]
         now = utcnow()
         with self.service.db() as db:
@@ -184,7 +239,7 @@ class BuildManager(LoggingConfigurable):
             db.commit()
         events = BuildEvents(self.service.logs.open(build_id))
         events.phase("built", f"{image} is already built from commit {commit[:12]}")
-        return self.build_json(build_id)
+        return build_id
 
     def _upsert_environment(self, db, request: BuildRequest, commit: str | None,
                             image: str | None = None) -> None:
@@ -258,6 +313,7 @@ class BuildManager(LoggingConfigurable):
 
                 def keep(proc):
                     active.process = proc
+                    self._remember_process(active.build_id, proc)
 
                 await asyncio.wait_for(
                     self.service.builder.build(source, image, labels, line, keep),
@@ -270,12 +326,17 @@ class BuildManager(LoggingConfigurable):
         except (GitError, BuildFailed) as e:
             error = redact(str(e), secrets_of)
         except asyncio.CancelledError:
-            pass
+            if self.stopping:
+                raise
         except Exception as e:
             self.log.exception("build %s failed", active.build_id)
             error = f"internal error: {redact(str(e), secrets_of)}"
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._pid_file(active.build_id))
+        if self.stopping:
+            return  # the record stays 'running': the next start re-queues it
         if active.cancelled:
             status, error = "cancelled", "cancelled"
         await self._finish(active, status, error, image if status == "built" else None)

@@ -185,7 +185,7 @@ class EnvironmentHandler(APIHandler):
         for build_id, active in list(self.rees.builds.active.items()):
             if active.request.name == name:
                 await self.rees.builds.cancel(build_id)
-        await asyncio.to_thread(self.rees.remove_environment, name, force)
+        await asyncio.to_thread(self.rees.remove_environment, name)
         self.set_status(204)
         self.finish()
 
