@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.test_export_support import sif_objects, tiny_image  # noqa: F401 (fixture)
+from tests.test_export_support import registry, sif_objects, tiny_image  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -93,3 +93,33 @@ def test_export_of_unknown_environment(hub):
     assert r.json()["field"] == "name"
     r = hub.rees("POST", "environments/no-such-environment/exports", json={"x": 1})
     assert r.status_code == 400
+
+
+def test_export_manager_pushes_to_its_registry(private_env, registry, tmp_path):
+    """With ``ExportManager.push_registry`` set, each export also goes to that registry."""
+    import asyncio
+
+    from tests.test_export_support import pull_sif, sha256
+    from tljh_rees.app import ReesService
+    from tljh_rees.engine.catalog import list_environments
+    from tljh_rees.export.jobs import ExportManager
+
+    name, tag, commit = private_env
+    service = ReesService(state_dir=str(tmp_path / "state"))
+    service.config.ExportManager.push_registry = f"oras://{registry.host}/hpc"
+
+    async def export():
+        manager = ExportManager.of(service)
+        env = list_environments(service.docker_api())[name]
+        job = manager.start(env)
+        while job["status"] in ("queued", "running"):
+            await asyncio.sleep(0.2)
+        return manager, job
+
+    manager, job = asyncio.run(export())
+    assert job["status"] == "done", job
+    assert job["pushed_to"] == f"oras://{registry.host}/hpc/{name}:{commit[:12]}"
+    assert job["pull_command"] == f"apptainer pull --no-https {job['pushed_to']}"
+    pulled = pull_sif(registry.host, f"hpc/{name}", commit[:12], str(tmp_path / "pulled"))
+    assert sha256(pulled) == job["sha256"] == sha256(manager.sif_path(job["id"]))
+    assert manager.record(job["id"])["sha256"] == job["sha256"]  # kept across restarts
