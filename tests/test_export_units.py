@@ -201,3 +201,18 @@ def test_terminal_progress_without_a_terminal_prints_tenths():
     assert lines[0] == "==> Uploading"
     assert len([line for line in lines if "of 1000 B" in line]) == 11
     assert lines[-1].strip().startswith("100%")
+
+
+def test_config_file_configures_the_converter(tmp_path):
+    from tljh_rees.export.command import load_config
+    from tljh_rees.export.convert import SifConverter
+
+    path = tmp_path / "rees.json"
+    path.write_text(json.dumps({"SifConverter": {"method": "assemble",
+                                                 "mksquashfs_args": ["-comp", "zstd"]}}))
+    converter = SifConverter(config=load_config(str(path)))
+    assert converter.chosen_method() == "assemble"
+    assert converter.mksquashfs_args == ["-comp", "zstd"]
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ExportError, match="cannot read the config file"):
+        load_config(str(tmp_path / "bad.json"))

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import docker.errors
 
-from .errors import ExportError, NoSpace
+from .errors import ExportError
 from .progress import Progress
-from .tools import is_no_space, raise_for_failure, require
+from .tools import raise_for_failure, require
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,11 @@ def export_rootfs(api: docker.APIClient, image: ImageInfo, dest: str,
     """
     tar = require("tar")
     progress.step(f"Exporting the filesystem of {image.reference}", total=image.size or None)
-    container = api.create_container(image.id, command=["/.rees-export-placeholder"],
-                                     labels={"org.tljh-rees.export": "rootfs"})["Id"]
+    try:
+        container = api.create_container(image.id, command=["/.rees-export-placeholder"],
+                                         labels={"org.tljh-rees.export": "rootfs"})["Id"]
+    except docker.errors.DockerException as e:
+        raise ExportError(f"cannot read the filesystem of {image.reference}: {e}") from None
     try:
         cmd = [tar, "-x", "-C", dest, "--numeric-owner"]
         if os.geteuid() != 0:
@@ -94,15 +97,20 @@ def export_rootfs(api: docker.APIClient, image: ImageInfo, dest: str,
                     proc.stdin.write(chunk)
                     done += len(chunk)
                     progress.advance(done)
-                proc.stdin.close()
             except BrokenPipeError:
                 pass  # tar stopped early: its message says why
-            except OSError as e:
+            except docker.errors.DockerException as e:
                 proc.kill()
-                if is_no_space(e):
-                    raise NoSpace(dest) from None
+                raise ExportError(f"exporting the filesystem of {image.reference} "
+                                  f"failed: {e}") from None
+            except BaseException:
+                proc.kill()
                 raise
             finally:
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
                 code = proc.wait()
             if code != 0:
                 errors.seek(0)
