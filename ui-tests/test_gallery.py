@@ -1,0 +1,139 @@
+"""The gallery in Chromium: browsing and searching, and a hostile notebook kept in its box."""
+
+from __future__ import annotations
+
+import docker
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from playwright.sync_api import expect
+
+from tests.test_gallery_files import build_environment_image, notebook_json
+from tljh_rees.handlers.gallery import FRAME_SANDBOX
+
+# Each payload tries what a script on the Hub's origin could do as the viewer: write to the
+# gallery page, read cookies, call the Hub's and the service's APIs with the viewer's rights.
+MARKDOWN_ATTACK = """# Hostile notebook
+
+<script>
+window.parent.pwnedMarkdown = "ran";
+try { window.parent.document.title = "pwned"; } catch (e) {}
+try { window.parent.stolenCookie = document.cookie; } catch (e) {}
+fetch("/services/rees/api/versions?canary=markdown", {credentials: "include"});
+</script>
+
+<img src="nothing.png" onerror="window.parent.pwnedImage = 1; fetch('/hub/api/user?canary=img')">
+"""
+OUTPUT_ATTACK = """<p id="html-output">an HTML output</p>
+<script>
+window.parent.pwnedOutput = 1;
+document.body.dataset.ran = "1";
+fetch("/hub/api/user?canary=output", {credentials: "include"})
+  .then((r) => r.text()).then((t) => { window.parent.apiAnswer = t; });
+</script>"""
+MARKERS = "() => [window.pwnedMarkdown, window.pwnedImage, window.pwnedOutput, " \
+          "window.stolenCookie, window.apiAnswer]"
+
+
+def hostile_notebook() -> str:
+    return nbformat.writes(new_notebook(cells=[
+        new_markdown_cell(MARKDOWN_ATTACK),
+        new_code_cell("display(HTML(attack))", execution_count=1, outputs=[
+            new_output("display_data", data={"text/html": OUTPUT_ATTACK,
+                                             "text/plain": "<HTML>"})]),
+    ]))
+
+
+@pytest.fixture(scope="module")
+def gallery_envs(base_image):
+    made = {
+        "hostile": build_environment_image(base_image, {
+            "README.md": "# Hostile\n\nA notebook that tries to escape.\n",
+            "requirements.txt": "numpy\n",
+            "hostile.ipynb": hostile_notebook(),
+        }, display_name="Hostile sample", owner="mallory"),
+        "plain": build_environment_image(base_image, {
+            "README.md": "# Plain\n\nNothing to see.\n",
+            "requirements.txt": "pandas\n",
+            "analysis/report.ipynb": notebook_json("Quarterly report", "print(6 * 7)", "42\n"),
+        }, display_name="Plain reports", description="Reports about quarters", owner="alice"),
+    }
+    yield {k: v[0] for k, v in made.items()}
+    client = docker.from_env()
+    for _, tag in made.values():
+        client.images.remove(tag, force=True)
+
+
+def test_hostile_notebook_runs_no_script_on_the_hub_origin(page, hub, login, shot, gallery_envs):
+    name = gallery_envs["hostile"]
+    seen, frame_headers = [], {}
+    page.on("request", lambda request: seen.append(request.url))
+    page.on("response", lambda r: frame_headers.update(r.headers) if "/render/" in r.url else None)
+    login(page, "viewer")
+    page.goto(f"{hub.url}/services/rees/gallery/{name}/notebooks/hostile.ipynb")
+    title = page.title()
+
+    # the notebook is shown (so its scripts had their chance) ...
+    frame = page.frame_locator("#gallery-frame")
+    expect(frame.locator("h1")).to_contain_text("Hostile notebook")
+    expect(frame.locator("#html-output")).to_have_text("an HTML output")
+    page.wait_for_load_state("networkidle")
+    shot(page, "gallery-hostile-notebook")
+
+    # ... and none of them ran, in the frame or on the Hub's page
+    assert page.evaluate(MARKERS) == [None] * 5
+    assert page.title() == title != "pwned"
+    assert frame.locator("body[data-ran]").count() == 0
+    assert [url for url in seen if "canary" in url] == []
+    sandbox = page.get_attribute("#gallery-frame", "sandbox")
+    assert sandbox == FRAME_SANDBOX
+    assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
+    csp = frame_headers["content-security-policy"]
+    assert csp.startswith("sandbox ") and "default-src 'none'" in csp
+
+
+def test_hostile_payload_is_live_without_the_sandbox(page, hub, gallery_envs):
+    """The control: the same rendered document, loaded without our headers and frame, does
+    run its scripts, so the test above shows the sandbox at work, not a dud payload."""
+    name = gallery_envs["hostile"]
+    html = hub.request("GET", f"/services/rees/gallery/{name}/render/hostile.ipynb").text
+    page.set_content(html)
+    markers = page.evaluate(MARKERS)
+    assert markers[0] == "ran" and markers[2] == 1
+
+
+def test_browse_search_and_read_a_notebook(page, hub, login, shot, gallery_envs):
+    plain, hostile = gallery_envs["plain"], gallery_envs["hostile"]
+    login(page, "reader")
+    page.goto(f"{hub.url}/services/rees/gallery")
+    expect(page.locator("nav .nav-link.active")).to_have_text("Gallery")
+    plain_card = page.locator(f'.gallery-card[data-name="{plain}"]')
+    hostile_card = page.locator(f'.gallery-card[data-name="{hostile}"]')
+    expect(plain_card).to_be_visible()
+    expect(hostile_card).to_be_visible()
+    expect(plain_card).to_contain_text("Reports about quarters")
+    expect(plain_card).to_contain_text("https://example.org/r.git @")
+    expect(plain_card).to_contain_text("by alice")
+    expect(plain_card).to_contain_text("pandas")
+    shot(page, "gallery-list")
+
+    page.fill("#gallery-q", "quarters")
+    expect(hostile_card).to_be_hidden()
+    expect(plain_card).to_be_visible()
+    assert "q=quarters" in page.url
+    page.fill("#gallery-q", "")
+    page.select_option("#gallery-package", "numpy")
+    expect(plain_card).to_be_hidden()
+    expect(hostile_card).to_be_visible()
+    page.select_option("#gallery-package", "")
+
+    plain_card.get_by_role("link", name="Browse").click()
+    expect(page.locator("#gallery-readme h1")).to_have_text("Plain")
+    page.get_by_role("link", name="analysis/report.ipynb", exact=True).click()
+    frame = page.frame_locator("#gallery-frame")
+    expect(frame.locator("h1")).to_contain_text("Quarterly report")
+    expect(frame.locator(".jp-OutputArea-output")).to_contain_text("42")
+    launch = page.get_by_role("link", name="Launch this notebook")
+    assert launch.get_attribute("href") == (
+        f"/services/rees/launch/{plain}?urlpath=lab%2Ftree%2Fanalysis%2Freport.ipynb")
+    shot(page, "gallery-notebook")
