@@ -131,6 +131,25 @@ def test_fork_of_a_git_repository_at_an_older_commit(composer, git_repo):
     assert e.value.status == 502 and not composer.store.exists("missing")
 
 
+def test_symbolic_links_of_a_fork_are_never_followed(composer, git_repo, tmp_path):
+    """A forked repository may link to files of this machine: previews skip links."""
+    import asyncio
+
+    repo = git_repo()
+    os.symlink("/etc/passwd", os.path.join(repo.path, "Dockerfile"))
+    os.symlink("/etc/passwd", os.path.join(repo.path, "requirements.txt"))
+    sha = repo.commit({"apt.txt": "curl\n"})
+    spec = composer.fork("links", "carol", (repo.url, sha, "main"), "environment e")
+    assert spec["sections"]["dockerfile"] == "" and spec["sections"]["requirements"] == ""
+    dest = tmp_path / "checkout"
+    dest.mkdir()
+    composer.store.checkout("links", None, str(dest))
+    assert sorted(os.listdir(dest)) == ["apt.txt"]
+    result = asyncio.run(composer.preview(spec="links"))
+    assert result["buildpack"] == "PythonBuildPack"
+    assert "root:" not in (result["dockerfile"] or "")
+
+
 def test_zip_round_trip_builds_as_is(composer, tmp_path):
     composer.create("z", "alice", {"requirements": "numpy\n", "apt": "curl\n",
                                    "postBuild": "#!/bin/bash\necho hi\n",

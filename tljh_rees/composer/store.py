@@ -29,6 +29,7 @@ from .paths import check_spec_name, clean_path
 from .sections import is_executable
 
 BRANCH = "main"
+REGULAR_MODES = ("100644", "100755")  # not 120000 (symbolic link)
 META_FILE = "rees-spec.json"
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -137,7 +138,7 @@ class SpecStore(LoggingConfigurable):
             result.sizes[path] = size
             if mode == "100755":
                 result.executable.add(path)
-            if wanted(path):
+            if mode in REGULAR_MODES and wanted(path):
                 blob_of[path] = blob
         blobs = repo.read_blobs(sorted(set(blob_of.values())))
         result.contents = {p: blobs[b] for p, b in blob_of.items()}
@@ -159,10 +160,22 @@ class SpecStore(LoggingConfigurable):
         return sha, self.repo(name).archive(sha, "zip", prefix=f"{name}/")
 
     def checkout(self, name: str, version: str | None, dest: str) -> str:
-        """Write a version's files into ``dest`` (for previews); returns the sha."""
+        """Write a version's regular files into ``dest`` (for previews); returns the sha.
+
+        Symbolic links (a forked repository may hold some) are left out: followed here,
+        one could show a file of this machine in a preview.
+        """
         sha = self.resolve(name, version)
-        tar = self.repo(name).archive(sha, "tar")
-        subprocess.run(["tar", "-x", "-C", dest], input=tar, check=True, capture_output=True)
+        repo = self.repo(name)
+        entries = [(m, b, p) for m, b, _size, p in repo.tree_entries(sha)
+                   if m in REGULAR_MODES]
+        blobs = repo.read_blobs(sorted({b for _m, b, _p in entries}))
+        for mode, blob, path in entries:
+            target = os.path.join(dest, clean_path(path, "files"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(blobs[blob])
+            os.chmod(target, 0o755 if mode == "100755" else 0o644)
         return sha
 
     # --- writing ---------------------------------------------------------------------
@@ -309,7 +322,8 @@ class SpecStore(LoggingConfigurable):
         error = ""
         for args in attempts:
             try:
-                fetch.run("fetch", "-q", "--no-tags", "--end-of-options", *args)
+                fetch.run("-c", "transfer.fsckObjects=true", "fetch", "-q", "--no-tags",
+                          "--end-of-options", *args)
             except (GitError, subprocess.TimeoutExpired) as e:
                 error = str(e)
             if repo.resolve(commit):

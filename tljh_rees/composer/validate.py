@@ -466,9 +466,11 @@ def conflicts(sections: dict[str, str], other_paths=()) -> list[Problem]:
     problems = []
     if "dockerfile" in filled:
         for section in sorted(filled - {"dockerfile"}):
-            problems.append(Problem(section, None, f"ignored: with a Dockerfile, repo2docker "
-                                    f"builds only the Dockerfile ({BY_ID[section].file} "
-                                    "stays in the build context, for COPY)", WARNING))
+            why = ("the extensions are installed by postBuild, which it does not run"
+                   if section == "extensions" else
+                   f"{BY_ID[section].file} stays in the build context, for COPY")
+            problems.append(Problem(section, None, "ignored: with a Dockerfile, repo2docker "
+                                    f"builds only the Dockerfile ({why})", WARNING))
         return problems
     runtime, _ = parse_runtime(sections.get("runtime") or "")
     r_runtime = bool(runtime and _R_RUNTIME.match(runtime))

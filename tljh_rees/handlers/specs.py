@@ -18,7 +18,7 @@ from ..builds.request import BuildRequest, check_name
 from ..composer.archive import read_folder, read_zip
 from ..composer.errors import SpecError
 from ..composer.sections import SECTIONS
-from ..composer.service import Composer, InvalidSpec
+from ..composer.service import Composer
 from ..store.models import Environment
 from .base import APIHandler, InputError
 from .pages import PageHandler

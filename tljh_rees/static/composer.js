@@ -284,7 +284,12 @@
     for (const area of textareas()) {
       fitRows(area);
       renderGutter(area);
-      area.addEventListener("input", () => { fitRows(area); renderGutter(area); scheduleValidate(); });
+      area.addEventListener("input", () => {
+        fitRows(area);
+        renderGutter(area);
+        message("composer-message", "");
+        scheduleValidate();
+      });
       area.addEventListener("scroll", () => { $("gutter-" + area.name).scrollTop = area.scrollTop; });
     }
     if (spec) {
