@@ -71,3 +71,20 @@ def test_compose_fix_preview_and_save(page, hub, login, shot):
     expect(page.locator("#preview-buildpack")).to_have_text("your Dockerfile")
     expect(page.locator("#preview-dockerfile")).to_have_text("FROM example.org/base:1\n")
     shot(page, "composer-dockerfile")
+
+
+def test_readers_see_a_spec_and_its_preview_read_only(page, hub, login, shot):
+    name = f"ui-read-{uuid.uuid4().hex[:6]}"
+    r = hub.rees("POST", "specs", json={"name": name, "sections": {
+        "requirements": "numpy\n", "apt": "curl\n"}})
+    assert r.status_code == 201, r.text
+    reader = f"reader-{uuid.uuid4().hex[:6]}"
+    login(page, reader)
+    page.goto(f"{hub.service_url}/composer/{name}")
+    expect(page.locator("#text-requirements")).to_have_value("numpy\n")
+    expect(page.locator("#text-requirements")).to_have_attribute("readonly", "")
+    expect(page.locator("#save-button")).to_have_count(0)
+    expect(page.get_by_text("need the build permission")).to_be_visible()
+    expect(page.locator("#preview-dockerfile")).to_contain_text("--no-install-recommends curl")
+    expect(page.locator("#zip-link")).to_be_visible()
+    shot(page, "composer-reader")

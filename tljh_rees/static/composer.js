@@ -298,7 +298,13 @@
       const saved = new URLSearchParams(window.location.search).get("saved");
       if (saved) message("composer-message", "Saved version " + saved.slice(0, 12) + ".", "success");
     }
-    if (!data.can_build) return;
+    if (!data.can_build) {
+      if (spec) { // readers see repo2docker's view of the saved version
+        rees.api("specs/" + encodeURIComponent(spec.name) + "/preview?version=" + spec.version)
+          .then(renderPreview, (e) => renderPreview({ error: e.error, stage: "detect" }));
+      }
+      return;
+    }
     $("composer-form").addEventListener("submit", save);
     $("preview-button").addEventListener("click", () => schedulePreview(0));
     if ($("build-button")) $("build-button").addEventListener("click", build);
