@@ -37,6 +37,7 @@ def hub(base_image, tmp_path_factory):
     state_dir = str(tmp_path_factory.mktemp("hub"))
     proc, running = start_demo_hub(state_dir, {
         "storage": {"volume_name": f"rees-test{run_id}-{{username}}"},
+        "builders": ["builder"],  # a non-admin user with the build permission
     })
     yield running
     stop_demo_hub(proc, running)

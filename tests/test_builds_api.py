@@ -290,3 +290,19 @@ def test_service_restart_mid_build_requeues_it(hub, unique, git_repo, base_image
     assert done["status"] == "built", done
     messages = [e.get("message", "") for e in sse_events(hub, build["id"])]
     assert any("re-queued after a restart" in m for m in messages)
+
+
+def test_live_events_reach_a_listener_while_building(hub, unique, git_repo, base_image):
+    """A listener connected during the build sees lines as they come, then the end."""
+    repo = git_repo()
+    repo.commit({"Dockerfile": f"FROM {base_image}\n"
+                               "RUN for i in 1 2 3 4 5; do echo tick-$i; sleep 1; done\n"})
+    build = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("live-env")}).json()
+    deadline = time.monotonic() + 60
+    while hub.rees("GET", f"builds/{build['id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    events = sse_events(hub, build["id"])
+    ticks = [e for e in events if e["type"] == "log" and "tick-" in e["message"]]
+    assert len(ticks) >= 5
+    assert events[-1]["type"] == "phase" and events[-1]["phase"] == "built"

@@ -28,12 +28,14 @@ from .engine.catalog import ENVIRONMENT_LABEL
 from .store.db import open_database
 from .store.logs import LogStore
 from .store.models import Build, Environment
+from .hubapi import HubAPI
 from .hubconfig import read_service_config
 
 # Each module's ``routes()`` lists (path under the service prefix, handler class).
 ROUTE_MODULES = [
     "tljh_rees.handlers.api",
     "tljh_rees.handlers.builds",
+    "tljh_rees.handlers.launch",
     "tljh_rees.handlers.exports",
     "tljh_rees.handlers.specs",
     "tljh_rees.handlers.gallery",
@@ -72,7 +74,11 @@ class ReesService(Application):
 
     @default("hub_prefix")
     def _hub_prefix_default(self):
-        return os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+        return url_path_join(self.base_url, "hub/")
+
+    @property
+    def base_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_BASE_URL", "/")
 
     def profile(self, name: str) -> dict | None:
         return next((p for p in self.profiles if p["name"] == name), None)
@@ -148,6 +154,7 @@ class ReesService(Application):
         self.logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
         self.builder = self.builder_class(parent=self)
         self.builds = BuildManager(self, parent=self)
+        self.hub = HubAPI(self.hub_api_url)
         app = self.make_app()
         if server is None:
             server = app.listen(self.port, self.ip)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 
 from dockerspawner import DockerSpawner
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from tornado import web
 from traitlets import Dict, List, Unicode, default
 
@@ -82,7 +82,12 @@ class ReesSpawner(DockerSpawner):
         return "\n".join(parts)
 
     def options_from_form(self, formdata):
-        return {k: formdata[k][0] for k in ALLOWED_OPTIONS if formdata.get(k)}
+        """Form fields (and spawn-URL query arguments) as user_options.
+
+        Every field is kept, except the form's own ``_xsrf``-style fields, so that
+        ``start`` refuses anything but an environment and a profile with a clear message.
+        """
+        return {k: v[0] for k, v in formdata.items() if v and v[0] and not k.startswith("_")}
 
     # -- starting -------------------------------------------------------------------------
 
@@ -122,7 +127,9 @@ class ReesSpawner(DockerSpawner):
     async def _home_of(self, image: str) -> str:
         try:
             info = await self.docker("inspect_image", image)
-        except ImageNotFound:
+        except DockerException as e:
+            if not isinstance(e, ImageNotFound):
+                raise web.HTTPError(503, f"The Docker engine is not reachable: {e}") from None
             raise web.HTTPError(404, f"The image {image} of this environment is missing; "
                                      "rebuild the environment.") from None
         env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
@@ -159,8 +166,11 @@ class ReesSpawner(DockerSpawner):
             volumes[mount["source"]] = {"bind": mount["target"],
                                         "mode": "ro" if mount.get("readonly", True) else "rw"}
         self.volumes = volumes
-        self.extra_create_kwargs = {
-            "labels": {LABEL_PREFIX + "server-environment": self.environment_name}}
+        self.extra_create_kwargs = {"labels": {
+            LABEL_PREFIX + "server-environment": self.environment_name,
+            LABEL_PREFIX + "user": self.user.name,
+            LABEL_PREFIX + "server-name": self.name,
+        }}
         try:
             return await super().start()
         except ImageNotFound:
@@ -169,3 +179,5 @@ class ReesSpawner(DockerSpawner):
         except APIError as e:
             raise web.HTTPError(500, f"Docker could not start the server: "
                                      f"{e.explanation or e}") from None
+        except DockerException as e:
+            raise web.HTTPError(503, f"The Docker engine is not reachable: {e}") from None

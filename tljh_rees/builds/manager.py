@@ -114,8 +114,14 @@ class BuildManager(LoggingConfigurable):
                     events.phase("failed", build.error)
                     continue
                 build.status = "queued"
+                env = db.get(Environment, build.environment)
                 request = BuildRequest(repo=build.repo, ref=build.ref, name=build.environment,
-                                       profile=build.profile, owner=build.owner, local_ok=True)
+                                       profile=build.profile, owner=build.owner, local_ok=True,
+                                       public=env.public if env else True,
+                                       display_name=env.display_name if env else "",
+                                       description=env.description if env else "",
+                                       spec_name=env.spec_name if env else None,
+                                       spec_version=build.spec_version)
                 self.active[build.id] = ActiveBuild(build.id, request, events, build.commit)
                 self.pending.append(build.id)
                 events.phase("queued", "re-queued after a restart of the service")

@@ -81,7 +81,8 @@ class BuildEventsHandler(APIHandler):
             after = int(after)
         except ValueError:
             raise InputError("Last-Event-ID", "expected an event number") from None
-        live = self.rees.builds.active.get(build_id)
+        active = self.rees.builds.active.get(build_id)
+        live = active.events if active else None
         events = stream(self.rees.logs, build_id, live, after).__aiter__()
         while True:
             try:

@@ -1,0 +1,143 @@
+"""Launching built environments: real Hub, proxy, DockerSpawner, Docker limits, volumes."""
+
+import time
+import urllib.parse
+
+import docker
+import pytest
+
+from tests.helpers import dockerfile_repo, wait_ready
+from tests.test_builds_api import wait_build
+
+
+@pytest.fixture(scope="module")
+def environments(hub, base_image, tmp_path_factory, run_id):
+    """Two built environments: (name, marker file content) each."""
+    from tests.helpers import GitRepo
+
+    built = []
+    for marker in ("alpha", "beta"):
+        repo = GitRepo(str(tmp_path_factory.mktemp(marker) / "repo"))
+        dockerfile_repo(repo, base_image, marker=marker)
+        name = f"launch-{marker}-{run_id}"
+        build = hub.rees("POST", "builds", json={"repo": repo.url, "name": name}).json()
+        assert wait_build(hub, build["id"])["status"] == "built"
+        built.append(name)
+    return built
+
+
+def contents(hub, user, server, path, token, method="GET", **kwargs):
+    return hub.request(method, f"/user/{user}/{server}/api/contents/{path}", token=token,
+                       **kwargs)
+
+
+def server_container(user, server):
+    (container,) = docker.from_env().containers.list(filters={"label": [
+        f"org.tljh-rees.user={user}", f"org.tljh-rees.server-name={server}"]})
+    return container
+
+
+def stop(hub, user, server, token):
+    hub.request("DELETE", f"/hub/api/users/{user}/servers/{server}", token=token)
+    deadline = time.monotonic() + 60
+    while server in hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"]:
+        assert time.monotonic() < deadline, "server did not stop"
+        time.sleep(0.5)
+
+
+def test_launch_with_limits_storage_and_two_environments(hub, environments, unique):
+    alpha, beta = environments
+    user = unique("carol")
+    token = hub.user_token(user)
+    r = hub.rees("POST", "applications", token=token,
+                 json={"environment": alpha, "profile": "small"})
+    assert r.status_code == 201, r.text
+    app = r.json()
+    assert app["id"] == alpha and app["location"] == f"/user/{user}/{alpha}/"
+    wait_ready(hub, user, alpha, token=token)
+    assert hub.request("GET", f"/user/{user}/{alpha}/api/status", token=token).status_code == 200
+
+    # the profile's limits are Docker's limits
+    container = server_container(user, alpha)
+    host = container.attrs["HostConfig"]
+    assert host["Memory"] == 1024**3
+    assert host["CpuQuota"] == 100_000 and host["CpuPeriod"] == 100_000
+
+    # the repository's files are there, and ~/work is the persistent volume
+    assert "alpha" in contents(hub, user, alpha, "marker.txt", token).json()["content"]
+    r = contents(hub, user, alpha, "work/notes.txt", token, method="PUT",
+                 json={"type": "file", "format": "text", "content": "kept"})
+    assert r.status_code in (200, 201), r.text
+
+    # a second named server in another environment, at the same time
+    r = hub.rees("POST", "applications", token=token, json={"environment": beta})
+    assert r.status_code == 201, r.text
+    wait_ready(hub, user, beta, token=token)
+    listed = hub.rees("GET", "applications", token=token).json()["applications"]
+    assert {a["environment"] for a in listed if a["ready"]} == {alpha, beta}
+    assert "beta" in contents(hub, user, beta, "marker.txt", token).json()["content"]
+    assert contents(hub, user, beta, "work/notes.txt", token).json()["content"] == "kept"
+
+    # stop and start again: the file is still there
+    assert hub.rees("DELETE", f"applications/{alpha}", token=token).status_code == 202
+    stop(hub, user, alpha, token)
+    hub.rees("POST", "applications", token=token, json={"environment": alpha})
+    wait_ready(hub, user, alpha, token=token)
+    assert contents(hub, user, alpha, "work/notes.txt", token).json()["content"] == "kept"
+    for server in (alpha, beta):
+        stop(hub, user, server, token)
+
+
+@pytest.mark.parametrize("options", [
+    {"image": "busybox"},
+    {"cmd": ["sh", "-c", "id"]},
+    {"volumes": {"/": {"bind": "/host"}}},
+])
+def test_images_mounts_and_commands_are_refused(hub, environments, unique, options):
+    user = unique("mallory")
+    token = hub.user_token(user)
+    body = {"environment": environments[0], **options}
+    r = hub.request("POST", f"/hub/api/users/{user}/servers/evil", token=token, json=body)
+    if r.status_code < 400:  # the Hub may answer before start() has run: wait for the end
+        deadline = time.monotonic() + 60
+        while True:
+            state = hub.request("GET", f"/hub/api/users/{user}", token=token).json()
+            server = state["servers"].get("evil")
+            if server is None or not server.get("pending"):
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert server is None or not server["ready"]
+    else:
+        assert "Only 'environment' and 'profile'" in r.json()["message"]
+    assert not docker.from_env().containers.list(
+        filters={"label": f"org.tljh-rees.user={user}"})
+    # the service's API refuses them before reaching the Hub
+    r = hub.rees("POST", "applications", token=token, json=body)
+    assert r.status_code == 400 and "Unknown field" in r.json()["error"]
+
+
+def test_unknown_environment_and_profile(hub, environments, unique):
+    token = hub.user_token(unique("dave"))
+    r = hub.rees("POST", "applications", token=token, json={"environment": "no-such-env"})
+    assert r.status_code == 404 and r.json()["field"] == "environment"
+    r = hub.rees("POST", "applications", token=token,
+                 json={"environment": environments[0], "profile": "gigantic"})
+    assert r.status_code == 400 and r.json()["field"] == "profile"
+
+
+def test_launch_link_redirects_through_the_hub_spawn_page(hub, environments, unique):
+    env = environments[1]
+    user = unique("erin")
+    token = hub.user_token(user)
+    r = hub.request("GET", f"/services/rees/launch/{env}?urlpath=lab/tree/marker.txt",
+                    token=token, allow_redirects=False)
+    assert r.status_code == 302
+    target = urllib.parse.urlsplit(r.headers["Location"])
+    query = urllib.parse.parse_qs(target.query)
+    assert target.path == f"/hub/spawn/{user}/{env}"
+    assert query["environment"] == [env]
+    assert query["next"] == [f"/user/{user}/{env}/lab/tree/marker.txt"]
+    # (following it in a browser is tested in ui-tests/test_launch_ui.py)
+    r = hub.request("GET", "/services/rees/launch/nope", token=token, allow_redirects=False)
+    assert r.status_code == 404

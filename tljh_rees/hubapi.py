@@ -1,0 +1,55 @@
+"""The few calls the service makes to the Hub's REST API, with its own token."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.web import HTTPError
+
+
+class HubAPI:
+    def __init__(self, api_url: str, token: str | None = None):
+        self.api_url = api_url.rstrip("/")
+        self.token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    async def request(self, method: str, path: str, body=None) -> dict | None:
+        headers = {"Authorization": f"token {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        elif method in ("POST", "PUT", "PATCH"):
+            data = ""
+        try:
+            response = await AsyncHTTPClient().fetch(f"{self.api_url}/{path.lstrip('/')}",
+                                                     method=method, headers=headers,
+                                                     body=data, request_timeout=120)
+        except HTTPClientError as e:
+            message = e.message
+            if e.response is not None and e.response.body:
+                try:
+                    message = json.loads(e.response.body).get("message") or message
+                except ValueError:
+                    pass
+            raise HTTPError(e.code if e.code < 500 else 502, "%s", f"the Hub said: {message}") \
+                from None
+        if response.body:
+            return json.loads(response.body)
+        return None
+
+    @staticmethod
+    def quote(name: str) -> str:
+        return urllib.parse.quote(name, safe="")
+
+    async def user(self, name: str) -> dict:
+        return await self.request("GET", f"users/{self.quote(name)}")
+
+    async def start_server(self, user: str, server: str, options: dict) -> None:
+        await self.request("POST", f"users/{self.quote(user)}/servers/{self.quote(server)}",
+                           body=options)
+
+    async def stop_server(self, user: str, server: str) -> None:
+        await self.request("DELETE", f"users/{self.quote(user)}/servers/{self.quote(server)}")
