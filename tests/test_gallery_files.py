@@ -53,6 +53,7 @@ def build_environment_image(base_image: str, files: dict, *, name: str | None = 
             data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(path)
             info.size = len(data)
+            info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     tag = image_tag(name, commit)

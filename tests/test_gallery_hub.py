@@ -8,6 +8,7 @@ from urllib.parse import quote
 import docker
 import pytest
 
+from tests.helpers import start_demo_hub, stop_demo_hub
 from tests.test_gallery_files import build_environment_image, notebook_json
 from tljh_rees.handlers.gallery import FRAME_SANDBOX
 
@@ -172,3 +173,16 @@ def test_unknown_environment_and_notebook(hub, envs):
     for path in ("README.md", quote("../README.md", safe="")):
         r = hub.rees("GET", f"gallery/{envs['public']}/notebooks/{path}", token=bob)
         assert r.status_code == 404 and "has no notebook" in r.json()["error"]
+
+
+def test_admin_can_show_only_public_environments(envs, tmp_path):
+    """``rees.gallery.show: public``: private environments stay out, even for their owner
+    and admins (they remain launchable from the Environments page)."""
+    proc, hub = start_demo_hub(str(tmp_path / "hub"), {"gallery": {"show": "public"}})
+    try:
+        for token in (None, hub.user_token("alice")):
+            shown = names(hub.rees("GET", "gallery", token=token))
+            assert envs["public"] in shown and envs["private"] not in shown
+        assert hub.rees("GET", f"gallery/{envs['private']}").status_code == 404
+    finally:
+        stop_demo_hub(proc, hub)

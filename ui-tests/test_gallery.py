@@ -137,3 +137,34 @@ def test_browse_search_and_read_a_notebook(page, hub, login, shot, gallery_envs)
     assert launch.get_attribute("href") == (
         f"/services/rees/launch/{plain}?urlpath=lab%2Ftree%2Fanalysis%2Freport.ipynb")
     shot(page, "gallery-notebook")
+
+
+def test_launch_from_the_gallery_opens_the_notebook_with_storage(page, hub, login, shot,
+                                                                 gallery_envs):
+    """Launch on a notebook starts a named server from its environment, with the user's
+    persistent storage, and JupyterLab opens that notebook."""
+    name, user = gallery_envs["plain"], "launcher"
+    token = hub.user_token(user)
+    login(page, user)
+    page.goto(f"{hub.url}/services/rees/gallery/{name}/notebooks/analysis/report.ipynb")
+    try:
+        page.get_by_role("link", name="Launch this notebook").click()
+        page.wait_for_url(f"**/user/{user}/{name}/lab/tree/analysis/report.ipynb",
+                          timeout=180_000)
+        expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_contain_text(
+            "Quarterly report", timeout=90_000)
+        expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output").first).to_contain_text(
+            "42")
+        shot(page, "gallery-launched-notebook")
+        server = hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"][name]
+        assert server["user_options"]["environment"] == name
+        storage = hub.request("GET", f"/user/{user}/{name}/api/contents/work", token=token)
+        assert storage.status_code == 200 and storage.json()["type"] == "directory"
+        mounts = docker.from_env().containers.list(
+            filters={"label": f"org.tljh-rees.server-environment={name}",
+                     "name": f"{hub.container_prefix()}{user}"})[0].attrs["Mounts"]
+        assert any(m["Type"] == "volume" and m["Destination"] == "/home/jovyan/work"
+                   for m in mounts)
+    finally:
+        hub.request("DELETE", f"/hub/api/users/{user}/servers/{name}", token=token,
+                    json={"remove": True})
