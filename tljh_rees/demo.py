@@ -23,6 +23,7 @@ from . import hubconfig
 from .engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
 from .engine.host import ensure_engine
 from .plugin import load_settings
+from .settings import merge_defaults
 
 ADMIN = "admin"
 CONFIG_TEMPLATE = """\
@@ -59,8 +60,8 @@ def demo_config(c, state_dir: str, ip: str, port: int, hub_port: int,
     """Called from the generated jupyterhub_config.py (inside the Hub process)."""
     with open(os.path.join(state_dir, "base-image")) as f:
         base_image = f.read().strip()
-    section = demo_defaults(state_dir, base_image)
-    section.update(rees_section(state_dir))
+    section = rees_section(state_dir)  # the admin's keys win over the demo's defaults
+    merge_defaults(section, demo_defaults(state_dir, base_image))
     # What TLJH's own config would have set before calling the plugin's hook:
     c.JupyterHub.bind_url = f"http://{ip}:{port}"
     c.JupyterHub.hub_port = hub_port
