@@ -23,6 +23,8 @@ fetch("/services/rees/api/versions?canary=markdown", {credentials: "include"});
 </script>
 
 <img src="nothing.png" onerror="window.parent.pwnedImage = 1; fetch('/hub/api/user?canary=img')">
+
+<meta http-equiv="refresh" content="0; url=/hub/api/user?canary=refresh">
 """
 OUTPUT_ATTACK = """<p id="html-output">an HTML output</p>
 <script>
