@@ -34,6 +34,7 @@ setup(
         "pyyaml>=6,<7",
         "nbconvert>=7.2,<8",
         "nbformat>=5.9,<6",
+        "mistune>=3,<4",
         "oras>=0.2,<0.3",
     ],
     entry_points={
