@@ -192,3 +192,12 @@ async def test_notebook_limit_is_reported(environment_images, tmp_path):
     manifest = await make_gallery(tmp_path, max_notebooks=3).manifest(image_id(tag))
     assert len(manifest.notebooks) == 3 and manifest.notebooks_truncated
     assert json.loads(manifest.to_json())["notebooks_truncated"] is True
+
+
+async def test_missing_repository_folder_is_an_empty_listing(environment_images, tmp_path):
+    name, tag = environment_images({"nb.ipynb": notebook_json("Unseen")},
+                                   dockerfile_extra="ENV REPO_DIR=/nowhere\n")
+    manifest = await make_gallery(tmp_path).manifest(image_id(tag))
+    assert manifest.places.repo_dir == "/nowhere"
+    assert manifest.notebooks == [] and manifest.readme == ""
+    assert no_extract_containers()

@@ -12,16 +12,15 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from tljh_rees.engine.catalog import EnvironmentImage, image_labels
-from tljh_rees.gallery.files import ImagePlaces, kind_of, safe_relpath
+from tljh_rees.gallery.files import ImagePlaces, Limits, kind_of, safe_relpath
 from tljh_rees.gallery.listing import GalleryEntry, shown, with_record
 from tljh_rees.gallery.packages import declared_packages, normalize
 from tljh_rees.gallery.render import NotebookProblem, notebook_html, readme_html, read_notebook
 from tljh_rees.gallery.store import Manifest, NotebookEntry
-from tljh_rees.gallery.files import Limits
 
 # A 1x1 red PNG.
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAF"
+                       "BQIAX8jx0gAAAABJRU5ErkJggg==")
 
 
 def write_notebook(path, nb) -> str:

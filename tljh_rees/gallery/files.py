@@ -13,6 +13,8 @@ import posixpath
 import tarfile
 from dataclasses import dataclass, field
 
+from docker.errors import NotFound
+
 from .. import LABEL_PREFIX
 
 EXTRACT_LABEL = LABEL_PREFIX + "gallery-extract"
@@ -166,7 +168,10 @@ def extract_repository(api, image: str, dest: str, limits: Limits) -> tuple[Imag
     container = api.create_container(image, command=["true"], network_disabled=True,
                                      labels={EXTRACT_LABEL: "1"})
     try:
-        stream, _stat = api.get_archive(container["Id"], places.repo_dir)
+        try:
+            stream, _stat = api.get_archive(container["Id"], places.repo_dir)
+        except NotFound:
+            return places, Extracted()  # no such folder in the image: nothing to show
         try:
             found = read_tar(stream, dest, limits)
         finally:
