@@ -35,7 +35,12 @@ def hub(base_image, tmp_path_factory):
     """One demo Hub for the session (volumes are per test run, so runs don't share files)."""
     run_id = uuid.uuid4().hex[:6]
     state_dir = str(tmp_path_factory.mktemp("hub"))
+    datasets = tmp_path_factory.mktemp("datasets")
+    (datasets / "survey.csv").write_text("site,count\nnorth,12\n")
+    datasets.chmod(0o755)  # readable by the servers' user, as an admin's dataset would be
     proc, running = start_demo_hub(state_dir, {
+        "data_mounts": {"datasets": {"source": str(datasets), "target": "/data/datasets",
+                                     "readonly": True}},
         "storage": {"volume_name": f"rees-test{run_id}-{{username}}"},
         "builders": ["builder"],  # a non-admin user with the build permission
     })

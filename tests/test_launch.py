@@ -63,6 +63,12 @@ def test_launch_with_limits_storage_and_two_environments(hub, environments, uniq
     assert host["Memory"] == 1024**3
     assert host["CpuQuota"] == 100_000 and host["CpuPeriod"] == 100_000
 
+    # the admin's dataset is mounted read-only
+    code, out = container.exec_run("cat /data/datasets/survey.csv")
+    assert code == 0 and b"north,12" in out
+    code, out = container.exec_run("touch /data/datasets/new")
+    assert code != 0 and b"Read-only" in out
+
     # the repository's files are there, and ~/work is the persistent volume
     assert "alpha" in contents(hub, user, alpha, "marker.txt", token).json()["content"]
     r = contents(hub, user, alpha, "work/notes.txt", token, method="PUT",
