@@ -311,3 +311,15 @@ def test_merge_defaults_leaves_the_admins_profiles_and_choice_alone():
     assert section["profiles"] == {"gpu": {"cpu": 2, "memory": "8G"}}
     assert "default_profile" not in section
     assert parse_settings(section).profiles[0].name == "gpu"
+
+
+def test_profile_memory_beyond_the_machine_is_refused():
+    from tljh_rees.settings import machine_memory
+
+    total = machine_memory()
+    assert total and total > 0
+    with pytest.raises(SettingsError) as err:
+        parse_settings({"profiles": {"big": {"memory": "100T"}}}, memory_total=total)
+    assert "rees.profiles.big.memory: expected at most" in str(err.value)
+    assert parse_settings({"profiles": {"ok": {"memory": "1G"}}},
+                          memory_total=total).profile("ok").memory == 1024**3

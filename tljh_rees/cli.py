@@ -35,12 +35,12 @@ def cmd_base_image(args) -> int:
 def cmd_check_config(args) -> int:
     import yaml
 
-    from .settings import SettingsError, parse_settings
+    from .settings import SettingsError, machine_memory, parse_settings
 
     with open(args.config) as f:
         raw = (yaml.safe_load(f) or {}).get("rees")
     try:
-        parse_settings(raw, cpu_count=os.cpu_count())
+        parse_settings(raw, cpu_count=os.cpu_count(), memory_total=machine_memory())
     except SettingsError as e:
         print(e, file=sys.stderr)
         return 1

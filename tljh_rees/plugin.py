@@ -13,7 +13,13 @@ import sys
 import pluggy
 
 from . import hubconfig
-from .settings import DEFAULTS, SettingsError, merge_defaults, parse_settings
+from .settings import (
+    DEFAULTS,
+    SettingsError,
+    machine_memory,
+    merge_defaults,
+    parse_settings,
+)
 
 hookimpl = pluggy.HookimplMarker("tljh")
 
@@ -28,7 +34,8 @@ def load_rees_section() -> dict:
 def load_settings(raw: dict):
     """Validated settings, or exit with every problem named (no traceback at hub start)."""
     try:
-        return parse_settings(raw, cpu_count=os.cpu_count())
+        return parse_settings(raw, cpu_count=os.cpu_count(),
+                              memory_total=machine_memory())
     except SettingsError as e:
         raise SystemExit(f"tljh-rees: {e}\nFix with 'tljh-config set rees.<key> <value>', "
                          "then 'tljh-config reload hub'.") from None

@@ -284,7 +284,16 @@ def _scalar(value) -> str:
     return str(value)
 
 
-def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
+def machine_memory() -> int | None:
+    """Bytes of memory on this machine (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def parse_settings(raw: Any, cpu_count: int | None = None,
+                   memory_total: int | None = None) -> Settings:
     """Validate the raw ``rees`` section (as TLJH's config loader returns it)."""
     r = _Reader(raw)
     data = r.raw
@@ -348,10 +357,14 @@ def parse_settings(raw: Any, cpu_count: int | None = None) -> Settings:
         if cpu and cpu_count and cpu > cpu_count:
             r.problems.append(f"{pp}.cpu: expected at most {cpu_count} (the CPUs of this "
                               f"machine), got {cpu:g}")
+        memory = r.get(prof, "memory", pp, None, _memory, "a size like 2G (at least 6M)")
+        if memory and memory_total and memory > memory_total:
+            r.problems.append(f"{pp}.memory: expected at most {format_size(memory_total)} (the "
+                              f"memory of this machine), got {format_size(memory)}")
         profiles.append(Profile(
             name=str(name),
             cpu=cpu,
-            memory=r.get(prof, "memory", pp, None, _memory, "a size like 2G (at least 6M)"),
+            memory=memory,
             description=r.get(prof, "description", pp, "", _string, "text"),
         ))
 
