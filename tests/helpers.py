@@ -51,13 +51,17 @@ class Hub:
         return f"rees-demo{self.port}-"
 
 
-def start_demo_hub(state_dir: str, rees_section: dict | None = None, timeout: float = 180):
-    """Start ``tljh-rees demo`` on free ports; returns (process, Hub)."""
+def start_demo_hub(state_dir: str, rees_section: dict | None = None, timeout: float = 180,
+                   tljh_config: dict | None = None):
+    """Start ``tljh-rees demo`` on free ports; returns (process, Hub).
+
+    ``tljh_config`` adds other keys of TLJH's config.yaml (e.g. ``services.cull``).
+    """
     os.makedirs(state_dir, exist_ok=True)
     section = {"service": {"port": free_port()}}
     section.update(rees_section or {})
     with open(os.path.join(state_dir, "rees.yaml"), "w") as f:
-        yaml.safe_dump({"rees": section}, f)
+        yaml.safe_dump({**(tljh_config or {}), "rees": section}, f)
     port = free_port()
     token_file = os.path.join(state_dir, "admin-token")
     if os.path.exists(token_file):

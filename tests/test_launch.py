@@ -147,3 +147,30 @@ def test_launch_link_redirects_through_the_hub_spawn_page(hub, environments, uni
     # (following it in a browser is tested in ui-tests/test_launch_ui.py)
     r = hub.request("GET", "/services/rees/launch/nope", token=token, allow_redirects=False)
     assert r.status_code == 404
+
+
+def test_tljh_idle_culler_stops_idle_environment_servers(base_image, tmp_path, git_repo):
+    """TLJH registers jupyterhub-idle-culler before our hook runs; it still culls ours."""
+    from conftest import remove_built_images
+    from tests.helpers import start_demo_hub, stop_demo_hub
+
+    state = str(tmp_path / "hub")
+    proc, hub = start_demo_hub(state, {}, tljh_config={
+        "services": {"cull": {"timeout": 10, "every": 5}}})
+    try:
+        assert "cull-idle" in hub.request("GET", "/hub/api/services").json()
+        repo = git_repo()
+        dockerfile_repo(repo, base_image, marker="idle")
+        build = hub.rees("POST", "builds", json={"repo": repo.url, "name": "idle-env"}).json()
+        assert wait_build(hub, build["id"])["status"] == "built"
+        token = hub.user_token("idler")
+        hub.rees("POST", "applications", token=token, json={"environment": "idle-env"})
+        wait_ready(hub, "idler", "idle-env", token=token)
+        deadline = time.monotonic() + 90
+        while "idle-env" in hub.request("GET", "/hub/api/users/idler").json()["servers"] and \
+                hub.request("GET", "/hub/api/users/idler").json()["servers"]["idle-env"]["ready"]:
+            assert time.monotonic() < deadline, "the idle server was not culled"
+            time.sleep(1)
+    finally:
+        stop_demo_hub(proc, hub)
+        remove_built_images(f"{state}/rees/rees.sqlite")

@@ -8,6 +8,7 @@ what TLJH's installer normally provides: an authenticator, a proxy, file locatio
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -33,13 +34,28 @@ demo_config(c, {state_dir!r}, {ip!r}, {port!r}, {hub_port!r}, {proxy_api_port!r}
 """
 
 
-def rees_section(state_dir: str) -> dict:
-    """The admin's ``rees`` section: from ``rees.yaml`` in the state dir, else defaults."""
+def tljh_config(state_dir: str) -> dict:
+    """``rees.yaml`` in the state dir, shaped like TLJH's config.yaml (``rees:``, ``services:``)."""
     path = os.path.join(state_dir, "rees.yaml")
     if os.path.exists(path):
         with open(path) as f:
-            return (yaml.safe_load(f) or {}).get("rees") or {}
+            return yaml.safe_load(f) or {}
     return {}
+
+
+def rees_section(state_dir: str) -> dict:
+    return tljh_config(state_dir).get("rees") or {}
+
+
+def idle_culler(config: dict) -> dict | None:
+    """TLJH's idle-culler service, from the same ``services.cull`` keys TLJH reads."""
+    cull = {"enabled": True, "timeout": 600, "every": 60, **
+            ((config.get("services") or {}).get("cull") or {})}
+    if not cull["enabled"] or importlib.util.find_spec("jupyterhub_idle_culler") is None:
+        return None
+    return {"name": "cull-idle", "admin": True,
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                        f"--timeout={int(cull['timeout'])}", f"--cull-every={int(cull['every'])}"]}
 
 
 def demo_defaults(state_dir: str, base_image: str) -> dict:
@@ -75,7 +91,8 @@ def demo_config(c, state_dir: str, ip: str, port: int, hub_port: int,
     c.Authenticator.allow_all = True
     c.Authenticator.admin_users = {ADMIN}
     c.Spawner.default_url = "/lab"
-    c.JupyterHub.services = []  # TLJH's list holds its idle culler here
+    culler = idle_culler(tljh_config(state_dir))
+    c.JupyterHub.services = [culler] if culler else []  # TLJH registers its culler first
     hubconfig.configure_hub(c, load_settings(section), python=sys.executable)
     c.ReesSpawner.start_timeout = 120
     # Several demo Hubs (e.g. tests) may share one engine: keep their containers apart.
