@@ -63,3 +63,27 @@ def test_log_lines_parse():
                                                                             "building")
     assert parse_log_line("plain text\n") == ("plain text\n", "")
     assert parse_log_line("[1, 2]\n") == ("[1, 2]\n", "")
+
+
+@pytest.fixture(scope="module")
+def repo2docker_base(engine):
+    from tljh_rees.engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
+
+    return ensure_base_image(BaseImageRecipe(ca_bundle=default_ca_bundle(), for_repo2docker=True))
+
+
+def test_the_local_repo2docker_base_carries_a_build_pack_build(tmp_path, repo2docker_base):
+    """repo2docker's requirements.txt build pack runs on the local base until it needs
+    conda-forge (unreachable here): user set-up and apt steps pass, then the download
+    of micromamba is where it stops."""
+    (tmp_path / "requirements.txt").write_text("six\n")
+    lines: list[str] = []
+    with pytest.raises(BuildFailed):
+        asyncio.run(Repo2DockerBuilder(base_image=repo2docker_base).build(
+            str(tmp_path), "rees-r2d-base-check:1", {}, lines.append))
+    log = "".join(lines)
+    assert f"FROM docker.io/{repo2docker_base}" in log or f"FROM {repo2docker_base}" in log
+    assert "useradd" in log
+    failed_step = [line for line in lines if "ERROR" in line][0]
+    assert "install-base-env" in failed_step  # conda's step, not the base template's
+    assert "micromamba" in log

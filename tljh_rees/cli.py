@@ -26,7 +26,9 @@ def cmd_base_image(args) -> int:
     from .engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
 
     ca = args.ca_bundle if args.ca_bundle is not None else default_ca_bundle()
-    tag = ensure_base_image(BaseImageRecipe(ca_bundle=ca, mirror=args.mirror),
+    recipe = BaseImageRecipe(ca_bundle=ca, mirror=args.mirror,
+                             for_repo2docker=args.for_repo2docker)
+    tag = ensure_base_image(recipe,
                             progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(tag)
     return 0
@@ -68,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--ca-bundle", help="CA bundle to trust in the image "
                                           "(default: the host's, if any; '' for none)")
     base.add_argument("--mirror", default="http://deb.debian.org/debian")
+    base.add_argument("--for-repo2docker", action="store_true",
+                      help="make a base for repo2docker's build packs (rees.builds.base_image): "
+                           "root, no user, buildpack-deps' tools; without this, a ready "
+                           "jupyterhub-singleuser image for Dockerfile repositories")
     base.set_defaults(func=cmd_base_image)
 
     check = sub.add_parser("check-config", help="validate the rees section of a TLJH config")

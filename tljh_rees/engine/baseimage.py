@@ -24,6 +24,9 @@ from .docker import client
 
 RECIPE_VERSION = "1"
 SINGLEUSER_PACKAGES = ("jupyterhub>=5.2,<7", "jupyter_server>=2.10,<3", "jupyterlab>=4,<5")
+# What repo2docker's build-pack templates use from a buildpack-deps base.
+REPO2DOCKER_PACKAGES = ("curl", "wget", "bzip2", "unzip", "xz-utils", "gnupg", "less",
+                        "procps", "gettext-base")
 ROOTFS_PACKAGES = ("python3", "python3-venv", "ca-certificates", "git", "locales")
 CA_PATH_IN_IMAGE = "/usr/local/share/tljh-rees/ca-certificates.crt"
 # Every common client's variable for "trust this bundle".
@@ -44,6 +47,8 @@ class BaseImageRecipe:
     ca_bundle: str = ""
     user_name: str = "jovyan"
     user_id: int = 1000
+    # repo2docker's build packs want a root base without their user, like buildpack-deps
+    for_repo2docker: bool = False
 
     def _ca_bytes(self) -> bytes:
         if not self.ca_bundle:
@@ -61,6 +66,9 @@ class BaseImageRecipe:
                      self.user_name, str(self.user_id)):
             h.update(part.encode() + b"\0")
         h.update(self._ca_bytes())
+        if self.for_repo2docker:
+            h.update(repr(REPO2DOCKER_PACKAGES).encode())
+            return f"tljh-rees/r2d-base:{h.hexdigest()[:12]}"
         return f"tljh-rees/base:{h.hexdigest()[:12]}"
 
     def dockerfile(self) -> str:
@@ -68,6 +76,13 @@ class BaseImageRecipe:
         if self.ca_bundle:
             lines.append(f"COPY ca-certificates.crt {CA_PATH_IN_IMAGE}")
             lines.append("ENV " + " ".join(f"{n}={CA_PATH_IN_IMAGE}" for n in CA_ENV_NAMES))
+        if self.for_repo2docker:
+            return "\n".join(lines + [
+                "ENV LANG=C.UTF-8 LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+                "RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+                f"{' '.join(REPO2DOCKER_PACKAGES)} && rm -rf /var/lib/apt/lists/*",
+                f'LABEL org.tljh-rees.base-image="{self.tag()}"',
+            ]) + "\n"
         packages = " ".join(f"'{p}'" for p in SINGLEUSER_PACKAGES)
         lines += [
             "ENV LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/opt/jupyter/bin:$PATH",
