@@ -306,3 +306,28 @@ def test_live_events_reach_a_listener_while_building(hub, unique, git_repo, base
     ticks = [e for e in events if e["type"] == "log" and "tick-" in e["message"]]
     assert len(ticks) >= 5
     assert events[-1]["type"] == "phase" and events[-1]["phase"] == "built"
+
+
+def test_patch_reaches_the_image_labels(hub, unique, git_repo, base_image):
+    """Labels are the truth the spawner reads: making an environment private must reach
+    them, so another user can no longer launch it."""
+    repo = git_repo()
+    dockerfile_repo(repo, base_image, marker="labels")
+    name = unique("label-env")
+    build = wait_build(hub, hub.rees("POST", "builds", json={"repo": repo.url,
+                                                             "name": name}).json()["id"])
+    other = hub.user_token(unique("outsider"))
+    assert hub.rees("GET", f"environments/{name}", token=other).status_code == 200
+    r = hub.rees("PATCH", f"environments/{name}",
+                 json={"public": False, "description": "now private"})
+    assert r.status_code == 200, r.text
+    assert r.json()["public"] is False and r.json()["description"] == "now private"
+    labels = docker.from_env().images.get(build["image"]).labels
+    assert labels["org.tljh-rees.public"] == "false"
+    assert labels["org.tljh-rees.description"] == "now private"
+    assert labels["org.tljh-rees.commit"] == build["commit"]
+    assert hub.rees("GET", f"environments/{name}", token=other).status_code == 404
+    r = hub.rees("POST", "applications", token=other, json={"environment": name})
+    assert r.status_code == 404
+    r = hub.rees("PATCH", f"environments/{name}", json={"public": "yes"})
+    assert r.status_code == 400 and r.json()["field"] == "public"

@@ -6,6 +6,8 @@ that exists is launchable even if the service's database was lost.
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass
 
 from .. import LABEL_PREFIX
@@ -73,3 +75,18 @@ def environments_from_images(images: list[dict]) -> dict[str, EnvironmentImage]:
 def list_environments(api) -> dict[str, EnvironmentImage]:
     """Query the engine (a docker ``APIClient``) for environment images."""
     return environments_from_images(api.images(filters={"label": ENVIRONMENT_LABEL}))
+
+
+def relabel(api, image: str, labels: dict[str, str]) -> None:
+    """Give ``image`` new label values, keeping its tag (a one-line build, no layers).
+
+    Labels are the environments' source of truth, so a change of e.g. ``public`` must
+    reach them for the spawner to see it. The new image is a child of the old one with
+    no layer of its own, so it costs no space.
+    """
+    lines = [f"FROM {image}"] + [f"LABEL {json.dumps(k)}={json.dumps(v)}"
+                                 for k, v in labels.items()]
+    for chunk in api.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=image, rm=True,
+                           decode=True):
+        if "error" in chunk:
+            raise RuntimeError(f"relabelling {image} failed: {chunk['error'].strip()}")

@@ -10,7 +10,7 @@ from tornado import web
 
 from ..builds.events import stream
 from ..builds.request import parse_request
-from ..engine.catalog import list_environments
+from ..engine.catalog import image_labels, list_environments, relabel
 from ..store.models import Build, Environment, iso
 from .base import APIHandler, InputError
 
@@ -168,7 +168,12 @@ class EnvironmentHandler(APIHandler):
                     raise InputError(key, "expected text")
             for key, value in data.items():
                 setattr(env, key, value)
+            image = env.image
             db.commit()
+        if image:
+            labels = image_labels(**{k: (str(v).lower() if isinstance(v, bool) else v)
+                                     for k, v in data.items()})
+            await asyncio.to_thread(relabel, self.rees.docker_api(), image, labels)
         await self.get(name)
 
     @web.authenticated
