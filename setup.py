@@ -14,6 +14,7 @@ setup(
     package_data={
         "tljh_rees": [
             "templates/*.html",
+            "hub_templates/*.html",
             "static/*",
             "store/migrations/*.py",
             "store/migrations/versions/*.py",

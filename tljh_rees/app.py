@@ -39,6 +39,8 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.exports",
     "tljh_rees.handlers.specs",
     "tljh_rees.handlers.gallery",
+    "tljh_rees.handlers.buildlog",
+    "tljh_rees.handlers.pages",
 ]
 
 

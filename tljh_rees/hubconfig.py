@@ -22,6 +22,7 @@ BUILDERS_ROLE = "rees-builders"
 ADMINS_ROLE = "rees-admins"
 # What the service needs of the Hub: read users and their servers, start/stop servers for them.
 SERVICE_SCOPES = ["read:users", "list:users", "admin:servers", "read:roles:users"]
+HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
 
 def service_config(settings: Settings) -> Config:
@@ -47,7 +48,8 @@ def _list_setting(c_section, name: str) -> list:
 
     An unset list that others appended to (``c.JupyterHub.services.append(...)``) is a
     lazy value; the lists touched here (services, load_roles) default to empty in
-    JupyterHub, so resolving it against ``[]`` is exact and lets us see what it holds.
+    JupyterHub, so resolving it against ``[]`` is exact and lets us see what it holds
+    (template_paths too: JupyterHub appends its default templates' path itself).
     """
     value = c_section[name] if name in c_section else []
     if isinstance(value, LazyConfigValue):
@@ -132,6 +134,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -
         print("tljh-rees: no Docker bridge found; the Hub listens on all interfaces",
               file=sys.stderr)
         c.JupyterHub.hub_ip = "0.0.0.0"
+
+    # The Hub's own pages get "Environments" and "Servers" in their navigation bar.
+    _append(c.JupyterHub, "template_paths", HUB_TEMPLATES)
 
     c.JupyterHub.spawner_class = "tljh_rees.spawner.ReesSpawner"
     c.JupyterHub.allow_named_servers = True

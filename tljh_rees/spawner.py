@@ -61,24 +61,32 @@ class ReesSpawner(DockerSpawner):
             commit = env.label("commit")[:7]
             detail = html.escape(f"{env.label('repo')} @ {commit}")
             desc = html.escape(env.label("description"))
+            desc_html = f'<small class="d-block">{desc}</small>' if desc else ""
             rows.append(
-                f'<div class="form-check"><input class="form-check-input" type="radio" '
-                f'name="environment" id="rees-env-{i}" value="{html.escape(env.name)}"'
-                f'{" checked" if i == 0 else ""}>'
-                f'<label class="form-check-label" for="rees-env-{i}"><strong>'
-                f'{html.escape(env.display_name)}</strong> <small class="text-muted">{detail}'
-                f'</small>{"<br><small>" + desc + "</small>" if desc else ""}</label></div>')
+                f'<label class="list-group-item d-flex gap-3 align-items-start" '
+                f'for="rees-env-{i}"><input class="form-check-input flex-shrink-0 mt-1" '
+                f'type="radio" name="environment" id="rees-env-{i}" '
+                f'value="{html.escape(env.name)}"{" checked" if i == 0 else ""}>'
+                f'<span class="text-break"><strong>{html.escape(env.display_name)}</strong>'
+                f'<small class="d-block text-body-secondary">{detail}</small>'
+                f'{desc_html}'
+                f'</span></label>')
         profiles = "".join(
             f'<option value="{html.escape(p["name"])}"'
             f'{" selected" if p["name"] == self.default_profile else ""}>'
             f'{html.escape(p.get("label") or p["name"])}</option>'
             for p in self.profiles)
-        parts = ['<fieldset class="mb-3"><legend class="fs-5">Environment</legend>',
-                 *rows, "</fieldset>"]
+        parts = ['<fieldset class="mb-3" id="rees-environments">'
+                 '<legend class="fs-5">Environment</legend>'
+                 '<div class="list-group">', *rows, '</div>'
+                 '<div class="form-text"><a href="/services/rees/">Manage environments</a>'
+                 '</div></fieldset>']
         if profiles:
-            parts += ['<div class="mb-3"><label class="form-label" for="rees-profile">'
+            parts += ['<div class="mb-3"><label class="form-label fs-5" for="rees-profile">'
                       'Machine profile</label><select class="form-select" id="rees-profile" '
-                      f'name="profile">{profiles}</select></div>']
+                      'name="profile" aria-describedby="rees-profile-help">'
+                      f'{profiles}</select><div class="form-text" id="rees-profile-help">'
+                      'The CPU and memory your server gets.</div></div>']
         return "\n".join(parts)
 
     def options_from_form(self, formdata):

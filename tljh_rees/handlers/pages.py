@@ -33,6 +33,16 @@ class PageHandler(BaseHandler):
         )
         self.finish(html)
 
+    def profiles_context(self) -> dict:
+        """The admin's machine profiles, for pickers: name, label and limits."""
+        return {
+            "profiles": [{"name": p["name"], "label": p.get("label") or p["name"],
+                          "cpu": p.get("cpu"), "memory_text": p.get("memory_text"),
+                          "description": p.get("description", "")}
+                         for p in self.rees.profiles],
+            "default_profile": self.rees.default_profile,
+        }
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = ""
@@ -40,3 +50,38 @@ class PageHandler(BaseHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         self.finish(f"<!DOCTYPE html><title>{status_code}</title><h1>{status_code}</h1>"
                     f"<p>{xhtml_escape(message)}</p>")
+
+
+class EnvironmentsPage(PageHandler):
+    """The service's front page: environments, adding and rebuilding them, build logs."""
+
+    @web.authenticated
+    def get(self):
+        # Build arguments are the admin's (they may hold secrets): builders see only names.
+        build_args = sorted(getattr(self.rees.builder, "build_args", None) or {})
+        self.render_page("environments.html", active="", build_args=build_args,
+                         allow_local_repos=self.rees.builds.allow_local_repos,
+                         **self.profiles_context())
+
+
+class ServersPage(PageHandler):
+    """The user's servers started from environments: open, stop, start new ones."""
+
+    @web.authenticated
+    def get(self):
+        self.render_page("servers.html", active="servers", **self.profiles_context())
+
+
+class EnvironmentsRedirect(BaseHandler):
+    """``environments`` is the front page's older address."""
+
+    def get(self):
+        self.redirect(self.rees.service_prefix, permanent=False)
+
+
+def routes() -> list:
+    return [
+        ("", EnvironmentsPage),
+        ("environments", EnvironmentsRedirect),
+        ("servers", ServersPage),
+    ]
