@@ -24,6 +24,13 @@ def wait_build(hub, build_id, timeout=300, token=None):
     raise AssertionError(f"build {build_id} did not finish in {timeout}s")
 
 
+def wait_running(hub, build_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    while hub.rees("GET", f"builds/{build_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline, f"build {build_id} did not start"
+        time.sleep(0.1)
+
+
 def sse_events(hub, build_id, token=None, last_id=None, timeout=300):
     headers = {"Authorization": f"token {token or hub.token}"}
     if last_id is not None:
@@ -156,10 +163,7 @@ def test_queue_order_cap_and_cancel(hub, unique, git_repo, base_image):
     slow_repo(b, base_image, seconds=1, marker="b")
     slow_repo(c, base_image, seconds=1, marker="c")
     first = hub.rees("POST", "builds", json={"repo": a.url, "name": unique("queue-a")}).json()
-    deadline = time.monotonic() + 60
-    while hub.rees("GET", f"builds/{first['id']}").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_running(hub, first['id'])
     second = hub.rees("POST", "builds", json={"repo": b.url, "name": unique("queue-b")}).json()
     third = hub.rees("POST", "builds", json={"repo": c.url, "name": unique("queue-c")}).json()
     assert second["status"] == "queued" and second["queue_position"] == 1
@@ -186,10 +190,7 @@ def test_cancelled_rebuild_keeps_the_earlier_image(hub, unique, git_repo, base_i
     assert first["status"] == "built"
     slow_repo(repo, base_image, seconds=120, marker="never")
     second = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("keep-env")}).json()
-    deadline = time.monotonic() + 60
-    while hub.rees("GET", f"builds/{second['id']}").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_running(hub, second['id'])
     assert hub.rees("DELETE", f"builds/{second['id']}").json()["status"] == "cancelled"
     env = hub.rees("GET", "environments/" + unique("keep-env")).json()
     assert env["image"] == first["image"] and env["commit"] == first["commit"]
@@ -269,10 +270,7 @@ def test_service_restart_mid_build_requeues_it(hub, unique, git_repo, base_image
     slow_repo(repo, base_image, seconds=8, marker=f"restart-{how}")
     build = hub.rees("POST", "builds", json={"repo": repo.url,
                                              "name": unique(f"restart-{how.lower()}")}).json()
-    deadline = time.monotonic() + 60
-    while hub.rees("GET", f"builds/{build['id']}").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_running(hub, build['id'])
     time.sleep(2)
     pid = hub.request("GET", "/hub/api/services").json()["rees"]["pid"]
     os.kill(pid, getattr(signal, how))
@@ -298,10 +296,7 @@ def test_live_events_reach_a_listener_while_building(hub, unique, git_repo, base
     repo.commit({"Dockerfile": f"FROM {base_image}\n"
                                "RUN for i in 1 2 3 4 5; do echo tick-$i; sleep 1; done\n"})
     build = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("live-env")}).json()
-    deadline = time.monotonic() + 60
-    while hub.rees("GET", f"builds/{build['id']}").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_running(hub, build['id'])
     events = sse_events(hub, build["id"])
     ticks = [e for e in events if e["type"] == "log" and "tick-" in e["message"]]
     assert len(ticks) >= 5
