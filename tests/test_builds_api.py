@@ -218,6 +218,37 @@ def test_delete_environment_conflicts_while_a_server_runs(hub, unique, git_repo,
         client.images.get(build["image"])
 
 
+class ProcessListWatcher:
+    """Reads every process's command line, over and over, looking for ``secret``."""
+
+    def __init__(self, secret: str):
+        import threading
+
+        self.secret = secret.encode()
+        self.found: list[str] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        import glob
+
+        while self.running:
+            for path in glob.glob("/proc/[0-9]*/cmdline"):
+                try:
+                    with open(path, "rb") as f:
+                        if self.secret in f.read():
+                            self.found.append(path)
+                except OSError:
+                    pass
+            time.sleep(0.02)
+
+    def stop(self) -> list[str]:
+        self.running = False
+        self.thread.join()
+        return self.found
+
+
 def test_private_repo_credentials_never_leak(hub, unique, git_repo, base_image, tmp_path):
     import subprocess
 
@@ -231,11 +262,13 @@ def test_private_repo_credentials_never_leak(hub, unique, git_repo, base_image, 
     subprocess.run(["git", "clone", "-q", "--bare", src.path, str(bare)], check=True)
     with PrivateGitServer(str(bare.parent), "alice", secret) as server:
         url = f"{server.url}/private.git"
+        watcher = ProcessListWatcher(secret)
         r = hub.rees("POST", "builds", json={"repo": url, "name": unique("private-env"),
                                              "credentials": {"username": "alice",
                                                              "password": secret}})
         assert r.status_code == 202, r.text
         build = wait_build(hub, r.json()["id"])
+        assert watcher.stop() == [], "the secret showed in a process's command line"
         assert build["status"] == "built", build
         assert server.authorized_requests > 0
         # without credentials the same repository is refused, naming the field
