@@ -226,6 +226,7 @@ class ProcessListWatcher:
 
         self.secret = secret.encode()
         self.found: list[str] = []
+        self.git_commands_seen = 0  # a control: the watcher does see the build's processes
         self.running = True
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
@@ -237,8 +238,11 @@ class ProcessListWatcher:
             for path in glob.glob("/proc/[0-9]*/cmdline"):
                 try:
                     with open(path, "rb") as f:
-                        if self.secret in f.read():
-                            self.found.append(path)
+                        cmdline = f.read()
+                    if self.secret in cmdline:
+                        self.found.append(path)
+                    if cmdline.startswith(b"git\0"):
+                        self.git_commands_seen += 1
                 except OSError:
                     pass
             time.sleep(0.02)
@@ -269,6 +273,7 @@ def test_private_repo_credentials_never_leak(hub, unique, git_repo, base_image, 
         assert r.status_code == 202, r.text
         build = wait_build(hub, r.json()["id"])
         assert watcher.stop() == [], "the secret showed in a process's command line"
+        assert watcher.git_commands_seen > 0
         assert build["status"] == "built", build
         assert server.authorized_requests > 0
         # without credentials the same repository is refused, naming the field
