@@ -112,9 +112,12 @@
       env.display_name !== env.name ? el("code", { class: "small" }, env.name) : null,
       env.description ? el("div", { class: "small text-muted rees-clamp" }, env.description)
         : null);
+    // A failed first build has no image yet, but its commit is known.
+    const commit = env.commit || (env.last_build && env.last_build.commit);
     const repo = el("td", { "data-label": "Repository", class: "rees-repo" },
       rees.repoLink(env.repo),
-      env.commit ? [" @ ", el("code", { title: env.commit, class: "text-nowrap" }, rees.shortCommit(env.commit))] : null,
+      commit ? [" @ ", el("code", { title: commit, class: "text-nowrap" },
+                          rees.shortCommit(commit))] : null,
       env.ref && env.ref !== "HEAD" ? el("div", { class: "small text-muted" }, `ref ${env.ref}`)
         : null);
     return el("tr", { dataset: { env: env.name } },
@@ -189,7 +192,7 @@
     log.status = status;
     $("log-status").replaceChildren(rees.statusBadge(status, detail));
     const cancel = $("log-cancel");
-    if (cancel) cancel.classList.toggle("d-none", !ACTIVE.includes(status) || !log.mayCancel);
+    if (cancel) cancel.classList.toggle("d-none", FINAL.includes(status) || !log.mayCancel);
   }
 
   function appendLog(event) {

@@ -119,7 +119,8 @@ const rees = {
   },
 
   STATUS_STYLES: {
-    built: "text-bg-success", running: "text-bg-info", queued: "text-bg-secondary",
+    built: "text-bg-success", running: "text-bg-info", building: "text-bg-info",
+    queued: "text-bg-secondary",
     failed: "text-bg-danger", cancelled: "text-bg-warning", missing: "text-bg-light border",
     ready: "text-bg-success", starting: "text-bg-info", stopping: "text-bg-warning",
   },
