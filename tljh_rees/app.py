@@ -168,10 +168,21 @@ class ReesService(Application):
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+        watch = asyncio.create_task(self._stop_when_orphaned(stopping))
         await stopping.wait()
+        watch.cancel()
         self.log.info("stopping: running builds will be re-queued at the next start")
         server.stop()
         await self.builds.shutdown()
+
+    async def _stop_when_orphaned(self, stopping: asyncio.Event) -> None:
+        """Exit if the Hub that started us is gone: a new Hub starts its own service,
+        which must find the port free."""
+        hub_pid = os.getppid()
+        while os.getppid() == hub_pid:
+            await asyncio.sleep(2)
+        self.log.warning("the Hub (pid %s) is gone; stopping", hub_pid)
+        stopping.set()
 
     def start(self) -> None:
         asyncio.run(self.start_async())

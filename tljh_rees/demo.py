@@ -171,3 +171,17 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
             hub.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(hub.pid, signal.SIGKILL)
+        _stop_proxy(state_dir)
+
+
+def _stop_proxy(state_dir: str) -> None:
+    """JupyterHub leaves its proxy running when it dies before cleaning up: stop it."""
+    try:
+        with open(os.path.join(state_dir, "proxy.pid")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"configurable-http-proxy" not in f.read():
+                return  # the pid was reused by something else
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
