@@ -25,13 +25,24 @@ def cmd_setup_engine(args) -> int:  # noqa: ARG001
 def cmd_base_image(args) -> int:
     from .engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
 
-    ca = args.ca_bundle if args.ca_bundle is not None else default_ca_bundle()
+    ca = args.ca_bundle
+    if ca is None:  # under TLJH, the admin's rees.builds.ca_bundle; else the host's bundle
+        ca = (_tljh_rees_section().get("builds") or {}).get("ca_bundle") or default_ca_bundle()
     recipe = BaseImageRecipe(ca_bundle=ca, mirror=args.mirror,
                              for_repo2docker=args.for_repo2docker)
     tag = ensure_base_image(recipe,
                             progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(tag)
     return 0
+
+
+def _tljh_rees_section() -> dict:
+    try:
+        from .plugin import load_rees_section
+
+        return load_rees_section()
+    except ImportError:  # not under TLJH
+        return {}
 
 
 def cmd_check_config(args) -> int:
@@ -67,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     base = sub.add_parser("base-image", help="make the local base image with "
                                              "jupyterhub-singleuser; prints its tag")
-    base.add_argument("--ca-bundle", help="CA bundle to trust in the image "
-                                          "(default: the host's, if any; '' for none)")
+    base.add_argument("--ca-bundle", help="CA bundle to trust in the image (default: "
+                                          "rees.builds.ca_bundle under TLJH, else the host's, "
+                                          "if any; '' for none)")
     base.add_argument("--mirror", default="http://deb.debian.org/debian")
     base.add_argument("--for-repo2docker", action="store_true",
                       help="make a base for repo2docker's build packs (rees.builds.base_image): "
