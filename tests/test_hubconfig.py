@@ -134,3 +134,10 @@ def test_service_address_comes_from_settings():
     s = settings(service={"ip": "127.0.0.2", "port": 7010})
     c = service_config(s)
     assert (c.ReesService.ip, c.ReesService.port) == ("127.0.0.2", 7010)
+
+
+def test_export_registry_reaches_the_export_manager():
+    from tljh_rees.hubconfig import service_config
+
+    config = service_config(parse_settings({"export": {"registry": "oras://h:5000/x"}}))
+    assert config.ExportManager.push_registry == "oras://h:5000/x"

@@ -323,3 +323,11 @@ def test_profile_memory_beyond_the_machine_is_refused():
     assert "rees.profiles.big.memory: expected at most" in str(err.value)
     assert parse_settings({"profiles": {"ok": {"memory": "1G"}}},
                           memory_total=total).profile("ok").memory == 1024**3
+
+
+def test_export_registry_is_an_oras_prefix():
+    assert parse_settings({"export": {"registry": "oras://127.0.0.1:5000/team"}}
+                          ).export_registry == "oras://127.0.0.1:5000/team"
+    with pytest.raises(SettingsError) as err:
+        parse_settings({"export": {"registry": "https://example.org"}})
+    assert "rees.export.registry: expected an ORAS registry prefix" in str(err.value)

@@ -34,6 +34,7 @@ def service_config(settings: Settings) -> Config:
     c.ReesService.profiles = [p.to_dict() for p in settings.profiles]
     c.ReesService.default_profile = settings.default_profile
     c.ReesService.gallery_show = settings.gallery_show
+    c.ExportManager.push_registry = settings.export_registry
     c.BuildManager.concurrency = settings.builds.concurrency
     c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
     c.BuildManager.timeout = settings.builds.timeout

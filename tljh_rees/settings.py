@@ -128,6 +128,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     data_mounts: tuple[DataMount, ...] = ()
     gallery_show: str = "all"
+    export_registry: str = ""  # oras:// prefix every HPC export is also pushed to
     builders: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
 
@@ -301,7 +302,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     r.unknown(
         data,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
-         "default_profile", "storage", "data_mounts", "gallery", "builders", "admins"},
+         "default_profile", "storage", "data_mounts", "gallery", "export", "builders",
+         "admins"},
         p,
     )
 
@@ -399,6 +401,15 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         mounts.append(DataMount(str(name), source, target,
                                 r.get(mount, "readonly", mp, True, _bool, "true or false")))
 
+    export = r.section(data, "export", p)
+    r.unknown(export, {"registry"}, f"{p}.export")
+
+    def _oras_prefix(v):
+        v = _string(v)
+        if not v.startswith("oras://") or len(v) <= len("oras://"):
+            raise ValueError(v)
+        return v
+
     gallery = r.section(data, "gallery", p)
     r.unknown(gallery, {"show"}, f"{p}.gallery")
 
@@ -422,6 +433,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         storage=storage,
         data_mounts=tuple(mounts),
         gallery_show=r.get(gallery, "show", f"{p}.gallery", "all", _show, "all or public"),
+        export_registry=r.get(export, "registry", f"{p}.export", "", _oras_prefix,
+                              "an ORAS registry prefix like oras://registry.example.org/team"),
         builders=r.get(data, "builders", p, (), _users, "a list of user names"),
         admins=r.get(data, "admins", p, (), _users, "a list of user names"),
     )
