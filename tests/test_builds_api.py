@@ -370,3 +370,18 @@ def test_patch_reaches_the_image_labels(hub, unique, git_repo, base_image):
     assert r.status_code == 404
     r = hub.rees("PATCH", f"environments/{name}", json={"public": "yes"})
     assert r.status_code == 400 and r.json()["field"] == "public"
+
+
+def test_same_commit_under_another_name_reuses_the_image(hub, unique, git_repo, base_image):
+    repo = git_repo()
+    repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo {uuid.uuid4().hex} && sleep 2\n"})
+    first = wait_build(hub, hub.rees("POST", "builds", json={
+        "repo": repo.url, "name": unique("twin-a")}).json()["id"])
+    r = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("twin-b"),
+                                         "description": "the twin"})
+    assert r.status_code == 200 and r.json()["cache_hit"] and r.json()["status"] == "built"
+    twin = docker.from_env().images.get(r.json()["image"])
+    assert twin.labels["org.tljh-rees.environment"] == unique("twin-b")
+    assert twin.labels["org.tljh-rees.description"] == "the twin"
+    original = docker.from_env().images.get(first["image"])
+    assert twin.attrs["Parent"] == original.id or twin.attrs["RootFS"] == original.attrs["RootFS"]

@@ -20,7 +20,13 @@ from sqlalchemy import select
 from traitlets import Bool, Int
 from traitlets.config import LoggingConfigurable
 
-from ..engine.catalog import image_labels, image_tag, list_environments
+from ..engine.catalog import (
+    image_labels,
+    image_of_commit,
+    image_tag,
+    list_environments,
+    relabel,
+)
 from ..errors import InputError
 from ..store.models import Build, Environment, iso, utcnow
 from .events import BuildEvents
@@ -197,6 +203,9 @@ class BuildManager(LoggingConfigurable):
         """Answer from the cache, or record and queue a new build; returns its id."""
         if commit:
             cached = await asyncio.to_thread(self._cached_image, request.name, commit)
+            if cached is None:
+                cached = await asyncio.to_thread(self._image_from_other_environment,
+                                                 request, commit)
             if cached:
                 return self._record_cache_hit(request, commit, cached)
         build_id = uuid.uuid4().hex[:16]
@@ -232,6 +241,23 @@ class BuildManager(LoggingConfigurable):
         ok = (labels.get("org.tljh-rees.environment") == name
               and labels.get("org.tljh-rees.commit") == commit)
         return tag if ok else None
+
+    def _image_from_other_environment(self, request: BuildRequest, commit: str) -> str | None:
+        """Reuse another environment's image of the same repository and commit."""
+        api = self.service.docker_api()
+        source = image_of_commit(api, request.repo, commit)
+        if source is None:
+            return None
+        tag = image_tag(request.name, commit)
+        relabel(api, source, self._labels(request, commit, build_id=""), tag=tag)
+        return tag
+
+    def _labels(self, request: BuildRequest, commit: str, build_id: str) -> dict:
+        return image_labels(
+            environment=request.name, display_name=request.display_name,
+            description=request.description, repo=request.repo, ref=request.ref,
+            commit=commit, owner=request.owner, created=iso(utcnow()),
+            profile=request.profile, public=str(request.public).lower(), build_id=build_id)
 
     def _record_cache_hit(self, request: BuildRequest, commit: str, image: str) -> str:
         build_id = uuid.uuid4().hex[:16]
@@ -310,12 +336,7 @@ class BuildManager(LoggingConfigurable):
                 if active.cancelled:
                     raise asyncio.CancelledError
                 events.phase("building", f"building {image} with repo2docker")
-                labels = image_labels(
-                    environment=request.name, display_name=request.display_name,
-                    description=request.description, repo=request.repo, ref=request.ref,
-                    commit=commit, owner=request.owner, created=iso(utcnow()),
-                    profile=request.profile, public=str(request.public).lower(),
-                    build_id=active.build_id)
+                labels = self._labels(request, commit, active.build_id)
 
                 def keep(proc):
                     active.process = proc

@@ -77,16 +77,27 @@ def list_environments(api) -> dict[str, EnvironmentImage]:
     return environments_from_images(api.images(filters={"label": ENVIRONMENT_LABEL}))
 
 
-def relabel(api, image: str, labels: dict[str, str]) -> None:
-    """Give ``image`` new label values, keeping its tag (a one-line build, no layers).
+def relabel(api, image: str, labels: dict[str, str], tag: str | None = None) -> None:
+    """Tag ``image`` with new label values as ``tag`` (default: its own tag).
 
     Labels are the environments' source of truth, so a change of e.g. ``public`` must
-    reach them for the spawner to see it. The new image is a child of the old one with
-    no layer of its own, so it costs no space.
+    reach them for the spawner to see it; and an image of the same repository and commit
+    can become another environment's without building again. It is a one-line build:
+    the new image is a child of the old one with no layer of its own, costing no space.
     """
     lines = [f"FROM {image}"] + [f"LABEL {json.dumps(k)}={json.dumps(v)}"
                                  for k, v in labels.items()]
-    for chunk in api.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=image, rm=True,
-                           decode=True):
+    for chunk in api.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=tag or image,
+                           rm=True, decode=True):
         if "error" in chunk:
             raise RuntimeError(f"relabelling {image} failed: {chunk['error'].strip()}")
+
+
+def image_of_commit(api, repo: str, commit: str) -> str | None:
+    """Any environment's image built from ``repo`` at ``commit``, if one exists."""
+    for entry in api.images(filters={"label": [f"{LABEL_PREFIX}commit={commit}",
+                                               f"{LABEL_PREFIX}repo={repo}"]}):
+        tags = [t for t in entry.get("RepoTags") or [] if not t.endswith("<none>")]
+        if tags:
+            return tags[0]
+    return None
