@@ -62,7 +62,7 @@
 
   function actions(env) {
     const buttons = [];
-    if (env.status === "built" || env.image) {
+    if (env.image) {
       buttons.push(el("a", { class: "btn btn-sm btn-jupyter", href: `${rees.prefix}launch/${env.name}`,
                              dataset: { action: "launch", env: env.name },
                              "aria-label": `Launch ${env.display_name}` }, "Launch"));
@@ -81,26 +81,23 @@
       }
       buttons.push(actionButton("Delete", "delete", env, "btn-outline-danger"));
     }
-    const more = [
-      el("li", {}, el("a", { class: "dropdown-item", href: `${rees.prefix}gallery/${env.name}` },
-                      "Gallery page")),
-      el("li", {}, el("a", { class: "dropdown-item",
-                             href: `${rees.prefix}servers?environment=${env.name}` },
-                      "New server…")),
-    ];
-    if (env.status === "built") {
-      more.push(el("li", {}, el("a", { class: "dropdown-item",
-                                       href: `${rees.prefix}environments/${env.name}/export` },
-                                "Export for HPC")));
-      more.push(el("li", {}, el("button", { type: "button", class: "dropdown-item",
-                                            dataset: { action: "copy-link", env: env.name } },
-                                "Copy launch link")));
+    if (env.image) {
+      const item = (child) => el("li", {}, child);
+      const link = (href, text) => item(el("a", { class: "dropdown-item", href }, text));
+      const more = [
+        link(`${rees.prefix}gallery/${env.name}`, "Gallery page"),
+        link(`${rees.prefix}servers?environment=${env.name}`, "New server…"),
+        link(`${rees.prefix}environments/${env.name}/export`, "Export for HPC"),
+        item(el("button", { type: "button", class: "dropdown-item",
+                            dataset: { action: "copy-link", env: env.name } },
+                "Copy launch link")),
+      ];
+      buttons.push(el("div", { class: "dropdown d-inline-block" },
+        el("button", { type: "button", class: "btn btn-sm btn-outline-secondary dropdown-toggle",
+                       "data-bs-toggle": "dropdown", "aria-expanded": "false",
+                       "aria-label": `More for ${env.display_name}` }, "More"),
+        el("ul", { class: "dropdown-menu dropdown-menu-end" }, more)));
     }
-    buttons.push(el("div", { class: "dropdown d-inline-block" },
-      el("button", { type: "button", class: "btn btn-sm btn-outline-secondary dropdown-toggle",
-                     "data-bs-toggle": "dropdown", "aria-expanded": "false",
-                     "aria-label": `More for ${env.display_name}` }, "More"),
-      el("ul", { class: "dropdown-menu dropdown-menu-end" }, more)));
     return el("div", { class: "d-flex flex-wrap gap-1 justify-content-md-end" }, buttons);
   }
 
@@ -195,17 +192,34 @@
     if (cancel) cancel.classList.toggle("d-none", FINAL.includes(status) || !log.mayCancel);
   }
 
-  function appendLog(event) {
+  // Lines are added once per frame, so a long log replays without a layout per line.
+  let pendingLines = [];
+
+  function flushLog() {
     const pre = $("log-text");
+    const lines = document.createDocumentFragment();
+    let text = "";
+    for (const line of pendingLines) {
+      if (typeof line === "string") { text += line; continue; }
+      if (text) { lines.append(text); text = ""; }
+      lines.append(line);
+    }
+    if (text) lines.append(text);
+    pre.append(lines);
+    pendingLines = [];
+    if ($("log-follow").checked) pre.scrollTop = pre.scrollHeight;
+  }
+
+  function appendLog(event) {
+    if (!pendingLines.length) requestAnimationFrame(flushLog);
     if (event.type === "phase") {
       const text = `[${event.phase}] ${event.message || ""}`.trimEnd() + "\n";
-      pre.append(el("span", { class: `rees-phase rees-phase-${event.phase}` }, text));
+      pendingLines.push(el("span", { class: `rees-phase rees-phase-${event.phase}` }, text));
       logStatus(event.phase);
     } else {
       const text = event.message || "";
-      pre.append(text.endsWith("\n") ? text : text + "\n");
+      pendingLines.push(text.endsWith("\n") ? text : text + "\n");
     }
-    if ($("log-follow").checked) pre.scrollTop = pre.scrollHeight;
   }
 
   function closeStream() {
@@ -220,6 +234,7 @@
     $("log-title").textContent = `Build log: ${env.display_name}` +
       (build.commit ? ` @ ${rees.shortCommit(build.commit)}` : "");
     $("log-text").replaceChildren();
+    pendingLines = [];
     $("log-download").href = `${rees.prefix}api/builds/${build.id}/log`;
     $("log-download").setAttribute("download", `${build.environment}-${build.id}.log`);
     $("log-panel").classList.remove("d-none");
@@ -311,7 +326,8 @@
       const build = await rees.api("builds", { method: "POST", body });
       notice(build.cache_hit
         ? `${env.display_name} is up to date: commit ${rees.shortCommit(build.commit)} is built.`
-        : `Rebuilding ${env.display_name} from commit ${rees.shortCommit(build.commit)}.`);
+        : `Started a rebuild of ${env.display_name} from commit ` +
+          `${rees.shortCommit(build.commit)}.`);
       await load();
       openLog(build, byName(name) || env);
     } catch (err) {
@@ -376,7 +392,7 @@
         addForm.reset();
         $("add-credentials").open = false;
         notice(build.cache_hit ? `${build.environment} is already built.`
-                               : `Building ${build.environment}.`);
+                               : `Started a build of ${build.environment}.`);
         await load();
         const env = byName(build.environment);
         if (env) openLog(build, env);
