@@ -98,7 +98,8 @@
                        "aria-label": `More for ${env.display_name}` }, "More"),
         el("ul", { class: "dropdown-menu dropdown-menu-end" }, more)));
     }
-    return el("div", { class: "d-flex flex-wrap gap-1 justify-content-md-end" }, buttons);
+    return el("div", { class: "rees-actions d-flex flex-wrap flex-xl-nowrap gap-1 justify-content-lg-end" },
+              buttons);
   }
 
   function row(env) {
@@ -115,14 +116,15 @@
       rees.repoLink(env.repo),
       commit ? [" @ ", el("code", { title: commit, class: "text-nowrap" },
                           rees.shortCommit(commit))] : null,
-      env.ref && env.ref !== "HEAD" ? el("div", { class: "small text-muted" }, `ref ${env.ref}`)
+      env.ref && env.ref !== "HEAD" && env.ref !== commit ? el("div", { class: "small text-muted" }, `ref ${env.ref}`)
         : null);
     return el("tr", { dataset: { env: env.name } },
       name, repo,
       el("td", { "data-label": "Status" }, statusCell(env)),
       el("td", { "data-label": "Owner" }, env.owner || ""),
       el("td", { "data-label": "Created" },
-         el("time", { datetime: env.created }, rees.formatDate(env.created))),
+         el("time", { datetime: env.created, title: rees.formatDate(env.created) },
+            rees.formatDay(env.created))),
       el("td", { "data-label": "Image size" }, rees.formatBytes(env.image_size)),
       el("td", { "data-label": "Limits" }, limitsText(env)),
       el("td", { "data-label": "" }, actions(env)));

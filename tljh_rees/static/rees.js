@@ -107,6 +107,13 @@ const rees = {
     });
   },
 
+  formatDay(iso) {
+    if (!iso) return "";
+    return new Date(iso).toLocaleDateString(undefined, {
+      year: "numeric", month: "short", day: "numeric",
+    });
+  },
+
   shortCommit(commit) {
     return commit ? commit.slice(0, 7) : "";
   },
