@@ -64,7 +64,7 @@
       el("td", { "data-label": "Started" },
          el("time", { datetime: app.started }, rees.formatDate(app.started))),
       el("td", { "data-label": "" },
-         el("div", { class: "d-flex flex-wrap gap-1 justify-content-md-end" }, actions)));
+         el("div", { class: "d-flex flex-wrap gap-1 justify-content-lg-end" }, actions)));
   }
 
   function render() {
