@@ -30,8 +30,8 @@ def test_late_listener_gets_replay_then_live_events_then_the_end(tmp_path):
         received = []
 
         async def listen():
-            async for event in stream(store, "b2", events, after=0):
-                received.append(event)
+            async for batch in stream(store, "b2", events, after=0):
+                received.extend(batch)
 
         task = asyncio.create_task(listen())
         await asyncio.sleep(0.01)
@@ -45,6 +45,6 @@ def test_late_listener_gets_replay_then_live_events_then_the_end(tmp_path):
     assert [e.get("message") for e in received][1:3] == ["first\n", "second\n"]
 
     async def resume():
-        return [e async for e in stream(store, "b2", None, after=2)]
+        return [e async for batch in stream(store, "b2", None, after=2) for e in batch]
 
     assert [e["id"] for e in asyncio.run(resume())] == [3, 4]

@@ -44,31 +44,45 @@ class BuildEvents:
 
 
 async def stream(store: LogStore, build_id: str, live: BuildEvents | None,
-                 after: int = 0) -> AsyncIterator[dict]:
-    """Events after id ``after``: the stored ones, then live ones until the final phase."""
+                 after: int = 0) -> AsyncIterator[list[dict]]:
+    """Batches of events after id ``after``: the stored ones, then live ones as they
+    come (each batch is what is ready at once), until the final phase."""
     queue: asyncio.Queue | None = None
     if live is not None and not live.finished:
         queue = asyncio.Queue()
         live.listeners.add(queue)  # subscribe first, so nothing falls between replay and live
+    seen = after
+
+    def new(events) -> list[dict]:
+        nonlocal seen
+        batch = []
+        for event in events:
+            if event.get("id") is None:  # the note of lines a capped log left out
+                batch.append(event)
+            elif event["id"] > seen:
+                seen = event["id"]
+                batch.append(event)
+        return batch
+
     try:
-        seen = after
         replay = store.read(build_id)
         if live is not None and not live.finished:
             replay += live.log.tail_events()
-        for event in replay:
-            if event.get("id") is None or event["id"] > seen:
-                if event.get("id") is not None:
-                    seen = event["id"]
-                yield event
+        batch = new(replay)
+        if batch:
+            yield batch
         if queue is None:
             return
         while True:
-            event = await queue.get()
-            if event is None:
+            ready = [await queue.get()]
+            while not queue.empty():
+                ready.append(queue.get_nowait())
+            ended = None in ready
+            batch = new(e for e in ready if e is not None)
+            if batch:
+                yield batch
+            if ended:
                 return
-            if event["id"] > seen:
-                seen = event["id"]
-                yield event
     finally:
         if queue is not None and live is not None:
             live.listeners.discard(queue)

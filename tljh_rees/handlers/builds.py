@@ -83,20 +83,22 @@ class BuildEventsHandler(APIHandler):
             raise InputError("Last-Event-ID", "expected an event number") from None
         active = self.rees.builds.active.get(build_id)
         live = active.events if active else None
-        events = stream(self.rees.logs, build_id, live, after).__aiter__()
+        batches = stream(self.rees.logs, build_id, live, after).__aiter__()
         while True:
             try:
-                event = await asyncio.wait_for(events.__anext__(), KEEPALIVE_SECONDS)
+                batch = await asyncio.wait_for(batches.__anext__(), KEEPALIVE_SECONDS)
             except asyncio.TimeoutError:
                 self.write(": keepalive\n\n")
             except StopAsyncIteration:
                 break
             else:
-                if event.get("id") is not None:
-                    self.write(f"id: {event['id']}\n")
-                self.write(f"event: {event.get('type', 'log')}\ndata: {json.dumps(event)}\n\n")
+                for event in batch:
+                    if event.get("id") is not None:
+                        self.write(f"id: {event['id']}\n")
+                    self.write(f"event: {event.get('type', 'log')}\n"
+                               f"data: {json.dumps(event)}\n\n")
             try:
-                await self.flush()
+                await self.flush()  # once per batch: a whole replay goes out in one write
             except Exception:  # the client went away
                 return
         self.finish()
