@@ -7,11 +7,15 @@ admin's profiles, never taken from the user.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import time
 
 from dockerspawner import DockerSpawner
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.iostream import StreamClosedError
 from traitlets import Dict, List, Unicode, default
 
 from . import LABEL_PREFIX
@@ -180,7 +184,7 @@ class ReesSpawner(DockerSpawner):
             LABEL_PREFIX + "server-name": self.name,
         }}
         try:
-            return await super().start()
+            ip, port = await super().start()
         except ImageNotFound:
             raise web.HTTPError(404, f"The environment's image {self.image} is gone; "
                                      "it was deleted while starting.") from None
@@ -189,3 +193,24 @@ class ReesSpawner(DockerSpawner):
                                      f"{e.explanation or e}") from None
         except DockerException as e:
             raise web.HTTPError(503, f"The Docker engine is not reachable: {e}") from None
+        await self._until_answering(ip, port)
+        return ip, port
+
+    async def _until_answering(self, ip: str, port: int) -> None:
+        """Return once the new server answers HTTP (or after ``http_timeout``).
+
+        JupyterHub checks a new server with growing pauses (0.2 s, 0.4 s, … up to 5 s), so
+        one that is up after 3 s may be noticed only after 6. Watching closely here lets
+        the Hub's first check pass at once.
+        """
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            try:
+                response = await client.fetch(url, raise_error=False, request_timeout=2)
+                if response.code < 500:
+                    return
+            except (OSError, HTTPClientError, StreamClosedError):
+                pass  # not listening yet
+            await asyncio.sleep(0.05)
