@@ -7,14 +7,13 @@ service + DockerSpawner) on free ports, and repositories are local git repos.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from tests.helpers import GitRepo, start_demo_hub, stop_demo_hub
+from tests.helpers import GitRepo, remove_built_images, start_demo_hub, stop_demo_hub
 from tljh_rees.engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
 from tljh_rees.engine.host import ensure_engine
 
@@ -52,17 +51,6 @@ def hub(base_image, tmp_path_factory):
                              text=True).stdout.split()
     if volumes:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
-
-
-def remove_built_images(database: str) -> None:
-    """Remove the images a test Hub built, so later runs start from a clean engine."""
-    if not os.path.exists(database):
-        return
-    with sqlite3.connect(database) as db:
-        images = [row[0] for row in db.execute("SELECT DISTINCT image FROM builds "
-                                               "WHERE image IS NOT NULL")]
-    if images:
-        subprocess.run(["docker", "rmi", "-f", *images], capture_output=True)
 
 
 @pytest.fixture(scope="session")

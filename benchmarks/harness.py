@@ -11,7 +11,12 @@ from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.helpers import GitRepo, start_demo_hub, stop_demo_hub  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    GitRepo,
+    remove_built_images,
+    start_demo_hub,
+    stop_demo_hub,
+)
 from tljh_rees.engine.baseimage import (  # noqa: E402
     BaseImageRecipe,
     default_ca_bundle,
@@ -29,8 +34,6 @@ def base_image() -> str:
 @contextmanager
 def demo_hub(rees_section: dict | None = None):
     """A Hub of its own (removed afterwards, with the images it built)."""
-    from conftest import remove_built_images
-
     with tempfile.TemporaryDirectory(prefix="rees-bench-") as state:
         proc, hub = start_demo_hub(state, rees_section)
         try:

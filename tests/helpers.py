@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -161,3 +162,14 @@ def wait_ready(hub: Hub, user: str, server: str = "", token: str | None = None,
             raise AssertionError(f"server {user}/{server} is not starting: {state}")
         time.sleep(0.5)
     raise AssertionError(f"server {user}/{server} not ready within {timeout}s")
+
+
+def remove_built_images(database: str) -> None:
+    """Remove the images a test Hub built, so later runs start from a clean engine."""
+    if not os.path.exists(database):
+        return
+    with sqlite3.connect(database) as db:
+        images = [row[0] for row in db.execute("SELECT DISTINCT image FROM builds "
+                                               "WHERE image IS NOT NULL")]
+    if images:
+        subprocess.run(["docker", "rmi", "-f", *images], capture_output=True)

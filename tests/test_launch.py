@@ -151,8 +151,7 @@ def test_launch_link_redirects_through_the_hub_spawn_page(hub, environments, uni
 
 def test_tljh_idle_culler_stops_idle_environment_servers(base_image, tmp_path, git_repo):
     """TLJH registers jupyterhub-idle-culler before our hook runs; it still culls ours."""
-    from conftest import remove_built_images
-    from tests.helpers import start_demo_hub, stop_demo_hub
+    from tests.helpers import remove_built_images, start_demo_hub, stop_demo_hub
 
     state = str(tmp_path / "hub")
     proc, hub = start_demo_hub(state, {}, tljh_config={
