@@ -29,8 +29,8 @@ def test_user_server_starts_in_container_from_base_image(hub, base_image):
 
 
 def test_nothing_is_left_running_when_the_hub_dies(base_image, tmp_path):
-    """A Hub killed outright leaves neither its rees service nor its proxy behind (a new
-    Hub must find their ports free)."""
+    """A Hub killed outright leaves neither its services (rees, the idle culler) nor its
+    proxy behind (a new Hub must find their ports free)."""
     import os
     import signal
     import time
@@ -38,7 +38,8 @@ def test_nothing_is_left_running_when_the_hub_dies(base_image, tmp_path):
     from tests.helpers import start_demo_hub, stop_demo_hub
 
     proc, hub = start_demo_hub(str(tmp_path / "hub"), {})
-    service_pid = hub.request("GET", "/hub/api/services").json()["rees"]["pid"]
+    services = hub.request("GET", "/hub/api/services").json()
+    service_pid, culler_pid = services["rees"]["pid"], services["cull-idle"]["pid"]
     with open(tmp_path / "hub" / "proxy.pid") as f:
         proxy_pid = int(f.read())
     with open(tmp_path / "hub" / "jupyterhub.pid") as f:
@@ -48,7 +49,7 @@ def test_nothing_is_left_running_when_the_hub_dies(base_image, tmp_path):
         deadline = time.monotonic() + 30
         while any(os.path.exists(f"/proc/{pid}") and not _zombie(pid)
                   for pid in (service_pid, proxy_pid)):
-            assert time.monotonic() < deadline, "the service or the proxy outlived the Hub"
+            assert time.monotonic() < deadline, "a service or the proxy outlived the Hub"
             time.sleep(0.5)
     finally:
         stop_demo_hub(proc, hub)

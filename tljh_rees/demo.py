@@ -136,10 +136,11 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
     with open(os.path.join(state_dir, "base-image"), "w") as f:
         f.write(base_image + "\n")
     config_file = os.path.join(state_dir, "jupyterhub_config.py")
+    hub_port = free_port()
     with open(config_file, "w") as f:
         f.write(CONFIG_TEMPLATE.format(rees_yaml=os.path.join(state_dir, "rees.yaml"),
                                        state_dir=state_dir, ip=ip, port=port,
-                                       hub_port=free_port(), proxy_api_port=free_port()))
+                                       hub_port=hub_port, proxy_api_port=free_port()))
 
     hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", config_file],
                            cwd=state_dir, start_new_session=True)
@@ -172,6 +173,28 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
         except subprocess.TimeoutExpired:
             os.killpg(hub.pid, signal.SIGKILL)
         _stop_proxy(state_dir)
+        _stop_services(hub_port)
+
+
+def _stop_services(hub_port: int) -> None:
+    """Stop this Hub's managed services (e.g. the idle culler) if they outlived it.
+
+    JupyterHub starts them in sessions of their own, so they are not in its process
+    group; they are known by the Hub API address in their environment.
+    """
+    marker = f":{hub_port}/hub/api".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(e.startswith(b"JUPYTERHUB_API_URL=") and e.endswith(marker) for e in environ) \
+                and any(e.startswith(b"JUPYTERHUB_SERVICE_NAME=") for e in environ):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def _stop_proxy(state_dir: str) -> None:
