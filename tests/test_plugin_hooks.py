@@ -355,7 +355,8 @@ async def test_a_real_hub_initializes_with_the_config(tljh, rees_state, tmp_path
         assert spawner.mem_limit is None and spawner.cpu_limit is None  # not TLJH's limits
         assert spawner.cmd == ["jupyterhub-singleuser"]
         assert spawner.default_profile == "small" and spawner.profiles[0]["cpu"] == 1
-        assert spawner.state_dir == rees_state
+        assert spawner.volume_name_template == "rees-home-{username}"
+        assert spawner.storage_path == "work"
     finally:
         app.db.close() if app.db is not None else None
         JupyterHub.clear_instance()

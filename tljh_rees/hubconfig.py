@@ -149,7 +149,6 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -
         {"source": m.source, "target": m.target, "readonly": m.readonly}
         for m in settings.data_mounts
     ]
-    c.ReesSpawner.state_dir = settings.state_dir
     c.ReesSpawner.image = settings.default_image
     # TLJH sets a command and limits for its systemd servers; containers bring their own.
     c.ReesSpawner.cmd = ["jupyterhub-singleuser"]

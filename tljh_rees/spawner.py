@@ -37,7 +37,6 @@ class ReesSpawner(DockerSpawner):
              "The home itself holds the repository's files, so it is not replaced.")
     data_mounts = List(Dict(), config=True,
                        help="Host folders shared with every server: source, target, readonly.")
-    state_dir = Unicode("", config=True, help="The service's state directory.")
 
     @default("remove")
     def _remove_default(self):
