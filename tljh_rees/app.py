@@ -89,7 +89,13 @@ class ReesService(Application):
         return url_path_join(self.service_prefix, *parts)
 
     def docker_api(self) -> docker.APIClient:
-        return docker.APIClient(version="auto", timeout=120)
+        """The service's one engine client: making one asks the engine for its API
+        version, which every request would otherwise pay again."""
+        if self._docker_api is None:
+            self._docker_api = docker.APIClient(version="auto", timeout=120)
+        return self._docker_api
+
+    _docker_api = None
 
     # -- environments, as the database and the engine see them --------------------------
 
