@@ -85,8 +85,8 @@ def relabel(api, image: str, labels: dict[str, str], tag: str | None = None) -> 
     can become another environment's without building again. It is a one-line build:
     the new image is a child of the old one with no layer of its own, costing no space.
     """
-    lines = [f"FROM {image}"] + [f"LABEL {json.dumps(k)}={json.dumps(v)}"
-                                 for k, v in labels.items()]
+    pairs = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in labels.items())
+    lines = [f"FROM {image}", f"LABEL {pairs}"]  # one step: the source is the parent
     for chunk in api.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=tag or image,
                            rm=True, decode=True):
         if "error" in chunk:
