@@ -1,0 +1,157 @@
+"""The git layer from the attacker's side: a builder controls the repository URL and
+everything in the repository (its .gitmodules too), and git runs as root.
+
+Repositories are served over git's smart HTTP on 127.0.0.1 (tests.githttp); plain http
+stands in for https. Every test that shows a refusal has a control showing that the same
+layout works when it is allowed, so that the refusal is not an accident of the set-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import subprocess
+
+import pytest
+
+from tests.githttp import PrivateGitServer
+from tests.helpers import GitRepo
+from tljh_rees.builds.git import GitError, checkout, resolve_ref
+
+SECRET_TEXT = "host-secret-7f3a91"  # in a repository on the host that no build may read
+
+
+class GitServer(PrivateGitServer):
+    """tests.githttp's server, recording every request's headers; public without a user."""
+
+    def __init__(self, root, username: str | None = None, password: str = "",
+                 also: tuple[str, str] | None = None):
+        super().__init__(str(root), username or "", password)
+        self.public = username is None
+        self.also = "Basic " + base64.b64encode(":".join(also).encode()).decode() if also else None
+        self.headers: list[dict] = []
+
+    def app(self, environ, start_response):
+        self.headers.append({k: v for k, v in environ.items() if k.startswith("HTTP_")})
+        if self.public or (self.also and environ.get("HTTP_AUTHORIZATION") == self.also):
+            environ["HTTP_AUTHORIZATION"] = self.expected
+        return super().app(environ, start_response)
+
+    def all_header_text(self) -> str:
+        """Every header value, with basic-auth values decoded too."""
+        text = []
+        for headers in self.headers:
+            for value in headers.values():
+                text.append(value)
+                if value.startswith("Basic "):
+                    text.append(base64.b64decode(value[6:]).decode("latin-1"))
+        return "\n".join(text)
+
+
+def serve(repo: GitRepo, root, name: str) -> None:
+    """Put a bare copy of ``repo`` at ``root/name`` (what a server serves)."""
+    root.mkdir(exist_ok=True)
+    subprocess.run(["git", "clone", "-q", "--bare", repo.path, str(root / name)], check=True)
+
+
+def add_submodule(repo: GitRepo, url: str, sha: str, path: str = "lib") -> str:
+    """Commit a submodule at ``path`` pointing to ``url`` at ``sha``, without fetching it."""
+    with open(os.path.join(repo.path, ".gitmodules"), "w") as f:
+        f.write(f'[submodule "{path}"]\n\tpath = {path}\n\turl = {url}\n')
+    repo.git("add", ".gitmodules")
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{sha},{path}")
+    repo.git("commit", "-q", "-m", "add a submodule")
+    return repo.git("rev-parse", "HEAD")
+
+
+def tree_text(root) -> str:
+    """Every file under ``root`` (.git included), as text."""
+    out = []
+    for path in glob.glob(f"{root}/**", recursive=True, include_hidden=True):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                out.append(f.read().decode("latin-1"))
+    return "\n".join(out)
+
+
+@pytest.fixture
+def secret_repo(git_repo):
+    """A repository on the host holding a secret (as any of root's repositories might)."""
+    repo = git_repo()
+    sha = repo.commit({"secret.txt": SECRET_TEXT + "\n"})
+    return repo, sha
+
+
+@pytest.fixture
+def lib_repo(git_repo):
+    repo = git_repo()
+    return repo, repo.commit({"lib.txt": "an ordinary submodule\n"})
+
+
+# -- 1. transports: no host paths through .gitmodules; local top level only when allowed -----
+
+@pytest.mark.parametrize("form", ["file-url", "path"])
+def test_a_public_repo_cannot_pull_a_host_repository_in_as_a_submodule(
+        git_repo, secret_repo, tmp_path, form):
+    secret, secret_sha = secret_repo
+    main = git_repo()
+    main.commit({"README.md": "public\n"})
+    add_submodule(main, secret.url if form == "file-url" else secret.path, secret_sha)
+    serve(main, tmp_path / "srv", "main.git")
+    dest = tmp_path / "checkout"
+    with GitServer(tmp_path / "srv") as server:
+        with pytest.raises(GitError) as e:
+            checkout(f"{server.url}/main.git", "HEAD", str(dest))
+    assert "transport 'file' not allowed" in str(e.value)
+    assert SECRET_TEXT not in tree_text(dest)
+
+
+def test_control_the_same_layout_works_with_a_submodule_over_http(git_repo, lib_repo, tmp_path):
+    lib, lib_sha = lib_repo
+    serve(lib, tmp_path / "srv", "lib.git")
+    main = git_repo()
+    main.commit({"README.md": "public\n"})
+    with GitServer(tmp_path / "srv") as server:
+        sha = add_submodule(main, f"{server.url}/lib.git", lib_sha)
+        serve(main, tmp_path / "srv", "main.git")
+        dest = tmp_path / "checkout"
+        assert checkout(f"{server.url}/main.git", "HEAD", str(dest)) == sha
+    assert (dest / "lib" / "lib.txt").read_text() == "an ordinary submodule\n"
+
+
+def test_ext_submodules_run_nothing(git_repo, tmp_path):
+    marker = tmp_path / "ran"
+    main = git_repo()
+    main.commit({"README.md": "public\n"})
+    add_submodule(main, f"ext::sh -c touch% {marker}", "1" * 40)
+    serve(main, tmp_path / "srv", "main.git")
+    with GitServer(tmp_path / "srv") as server:
+        with pytest.raises(GitError):
+            checkout(f"{server.url}/main.git", "HEAD", str(tmp_path / "checkout"))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("form", ["file-url", "path"])
+def test_a_local_top_level_repo_needs_allow_local(secret_repo, tmp_path, form):
+    secret, sha = secret_repo
+    repo = secret.url if form == "file-url" else secret.path
+    with pytest.raises(GitError, match="transport 'file' not allowed"):
+        resolve_ref(repo, "HEAD")
+    with pytest.raises(GitError, match="transport 'file' not allowed"):
+        checkout(repo, "HEAD", str(tmp_path / "refused"))
+    assert not (tmp_path / "refused" / "secret.txt").exists()
+    # control: the caller allows local repositories (an admin's setting, the composer)
+    assert resolve_ref(repo, "HEAD", allow_local=True) == sha
+    assert checkout(repo, "HEAD", str(tmp_path / "allowed"), allow_local=True) == sha
+    assert (tmp_path / "allowed" / "secret.txt").read_text().strip() == SECRET_TEXT
+
+
+def test_allow_local_never_extends_to_submodules(git_repo, secret_repo, lib_repo, tmp_path):
+    secret, secret_sha = secret_repo
+    main = git_repo()
+    main.commit({"README.md": "local\n"})
+    add_submodule(main, secret.url, secret_sha)
+    with pytest.raises(GitError, match="transport 'file' not allowed"):
+        checkout(main.path, "HEAD", str(tmp_path / "checkout"), allow_local=True)
+    assert SECRET_TEXT not in tree_text(tmp_path / "checkout")
