@@ -18,6 +18,7 @@ import pytest
 from tests.githttp import PrivateGitServer
 from tests.helpers import GitRepo
 from tljh_rees.builds.git import GitError, checkout, resolve_ref
+from tljh_rees.builds.request import Credentials
 
 SECRET_TEXT = "host-secret-7f3a91"  # in a repository on the host that no build may read
 
@@ -155,3 +156,82 @@ def test_allow_local_never_extends_to_submodules(git_repo, secret_repo, lib_repo
     with pytest.raises(GitError, match="transport 'file' not allowed"):
         checkout(main.path, "HEAD", str(tmp_path / "checkout"), allow_local=True)
     assert SECRET_TEXT not in tree_text(tmp_path / "checkout")
+
+
+# -- 2. credentials go to the repository's own scheme://host:port only ---------------------
+
+def test_credentials_never_reach_a_submodule_on_another_host(git_repo, lib_repo, tmp_path):
+    token_a = "tokenA-9c1e77"
+    lib, lib_sha = lib_repo
+    serve(lib, tmp_path / "b", "lib.git")
+    main = git_repo()
+    main.commit({"README.md": "private\n"})
+    with GitServer(tmp_path / "a", "alice", token_a) as a, \
+            GitServer(tmp_path / "b", "bob", "tokenB-other") as b:
+        add_submodule(main, f"{b.url}/lib.git", lib_sha)
+        serve(main, tmp_path / "a", "main.git")
+        with pytest.raises(GitError) as e:
+            checkout(f"{a.url}/main.git", "HEAD", str(tmp_path / "checkout"),
+                     Credentials("alice", token_a))
+    assert a.authorized_requests > 0  # control: the repository's own host got them
+    assert b.headers, "the submodule's host was never asked: the test proves nothing"
+    assert token_a not in b.all_header_text()
+    assert b.authorized_requests == 0
+    assert token_a not in str(e.value)
+
+
+def test_a_submodule_on_the_same_host_gets_the_credentials(git_repo, lib_repo, tmp_path):
+    token = "tokenA-5d20aa"
+    lib, lib_sha = lib_repo
+    serve(lib, tmp_path / "a", "lib.git")
+    main = git_repo()
+    main.commit({"README.md": "private\n"})
+    with GitServer(tmp_path / "a", "alice", token) as a:
+        sha = add_submodule(main, f"{a.url}/lib.git", lib_sha)
+        serve(main, tmp_path / "a", "main.git")
+        dest = tmp_path / "checkout"
+        assert checkout(f"{a.url}/main.git", "HEAD", str(dest),
+                        Credentials("alice", token)) == sha
+        assert resolve_ref(f"{a.url}/main.git", "HEAD", Credentials("alice", token)) == sha
+    assert (dest / "lib" / "lib.txt").exists()
+    assert token not in tree_text(dest)  # .git/config, .git/modules/lib/config, ...
+
+
+def test_wrong_credentials_fail_without_showing_them(git_repo, tmp_path):
+    main = git_repo()
+    main.commit({"README.md": "private\n"})
+    serve(main, tmp_path / "a", "main.git")
+    wrong = "wrong-token-41b0"
+    with GitServer(tmp_path / "a", "alice", "right-token") as a:
+        with pytest.raises(GitError) as e:
+            resolve_ref(f"{a.url}/main.git", "HEAD", Credentials("alice", wrong))
+        assert a.headers and wrong in a.all_header_text()  # it was tried, then refused
+    assert wrong not in str(e.value)
+
+
+def test_the_services_own_git_config_is_not_used(git_repo, tmp_path, monkeypatch):
+    """Root's ~/.gitconfig (or config in its environment) may carry its identity: extra
+    headers, credential helpers. None of it applies to a builder's repository."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        "[http]\n\textraHeader = X-Root-Token: root-secret-e4\n"
+        "[credential]\n\thelper = \"!printf 'username=git\\\\npassword=root-pw-e4\\\\n'; :\"\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'http.extraheader=X-Env-Token: env-secret-e4'")
+    main = git_repo()
+    main.commit({"README.md": "private\n"})
+    serve(main, tmp_path / "a", "main.git")
+    with GitServer(tmp_path / "a", "git", "root-pw-e4") as a:
+        url = f"{a.url}/main.git"
+        control = subprocess.run(["git", "ls-remote", url], capture_output=True, text=True)
+        assert control.returncode == 0, control.stderr  # plain git as root uses it all
+        sent = a.all_header_text()
+        assert "root-secret-e4" in sent and "root-pw-e4" in sent and "env-secret-e4" in sent
+        a.headers.clear()
+        with pytest.raises(GitError):
+            resolve_ref(url, "HEAD")
+        sent = a.all_header_text()
+    assert sent  # it did ask the server
+    for secret in ("root-secret-e4", "root-pw-e4", "env-secret-e4"):
+        assert secret not in sent

@@ -1,13 +1,18 @@
 """Git operations for builds: resolve a ref to a commit, check a commit out.
 
-Credentials reach git only through ``GIT_ASKPASS`` and the child's environment, so
-they never appear in a command line, a URL, ``.git/config`` or an error message.
+The service runs as root and a repository (its URL, its ``.gitmodules``) is the builder's,
+so git runs behind its own guards rather than filters of ours:
 
-Transports are git's own guard, ``GIT_ALLOW_PROTOCOL`` (it overrides every
-``protocol.*`` setting): https, http, git and ssh; ``file`` only for the top-level
-repository and only when the caller allows local repositories. Submodules never get
-``file`` (CVE-2022-39253: a ``.gitmodules`` naming a host path would copy any repository
-on the host into the build, as root) nor ``ext``.
+- transports: ``GIT_ALLOW_PROTOCOL`` (it overrides every ``protocol.*`` setting) allows
+  https, http, git and ssh; ``file`` only for the top-level repository and only when the
+  caller allows local repositories. Submodules never get ``file`` (CVE-2022-39253: a
+  ``.gitmodules`` naming a host path would copy any repository on the host into the build).
+- credentials: a credential helper configured for the repository's own scheme://host[:port]
+  only (``credential.<url>.helper``); it reads the secret from the child's environment, so
+  the secret never appears in a command line, a URL, ``.git/config`` or an error message.
+  Any other host (a submodule's, say) gets nothing: ``GIT_ASKPASS=/bin/false``, no prompts.
+- identity: nothing of the service's own: no system or global git config (credential
+  helpers, extra headers, client certificates).
 """
 
 from __future__ import annotations
@@ -17,18 +22,29 @@ import re
 import stat
 import subprocess
 import tempfile
+import urllib.parse
 from contextlib import contextmanager
 
 from .request import Credentials
 
 HEX_RE = re.compile(r"^[0-9a-f]{4,40}$")
 REMOTE_PROTOCOLS = "https:http:git:ssh"  # request.SCHEMES; never file or ext for submodules
-ASKPASS = """#!/bin/sh
-case "$1" in
-  Username*) printf '%s\\n' "$REES_GIT_USERNAME" ;;
-  *) printf '%s\\n' "$REES_GIT_PASSWORD" ;;
-esac
+# A git credential helper: answers "get" with the secret from its environment, and only
+# for the host git was configured to ask it about (checked again here, exactly).
+CREDENTIAL_HELPER = """#!/bin/sh
+[ "$1" = get ] || exit 0
+while IFS= read -r line && [ -n "$line" ]; do
+  case "$line" in
+    protocol=*) protocol=${line#protocol=} ;;
+    host=*) host=${line#host=} ;;
+  esac
+done
+[ "$protocol" = "$REES_GIT_PROTOCOL" ] && [ "$host" = "$REES_GIT_HOST" ] || exit 0
+printf 'username=%s\\npassword=%s\\n' "$REES_GIT_USERNAME" "$REES_GIT_PASSWORD"
 """
+# Dropped from the service's environment (as is every GIT_CONFIG_*: config is ours alone).
+DROPPED_VARIABLES = ("REES_GIT_USERNAME", "REES_GIT_PASSWORD", "REES_GIT_PROTOCOL",
+                     "REES_GIT_HOST")
 
 
 class GitError(RuntimeError):
@@ -42,23 +58,45 @@ def redact(text: str, credentials: Credentials | None) -> str:
     return text
 
 
+def credential_scope(repo: str) -> tuple[str, str] | None:
+    """(protocol, host[:port]) that may receive the repository's credentials, if any."""
+    parts = urllib.parse.urlsplit(repo)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return parts.scheme, host
+
+
+def _with_config(env: dict, config: list[tuple[str, str]]) -> None:
+    """Git config through the environment: no quoting trouble, nothing on a command line."""
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+
+
 @contextmanager
-def git_env(credentials: Credentials | None, allow_local: bool = False):
-    """The environment for git commands on a repository (its transports: see module doc)."""
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false",
-               GIT_CONFIG_NOSYSTEM="1", LC_ALL="C",
+def git_env(repo: str, credentials: Credentials | None, allow_local: bool = False):
+    """The environment for git commands on ``repo`` (top-level transports: see module doc)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in DROPPED_VARIABLES and not k.startswith("GIT_CONFIG_")}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false", GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL="/dev/null", LC_ALL="C",
                GIT_ALLOW_PROTOCOL=REMOTE_PROTOCOLS + (":file" if allow_local else ""))
-    env.pop("REES_GIT_USERNAME", None)
-    env.pop("REES_GIT_PASSWORD", None)
-    if credentials is None:
+    config = [("credential.helper", "")]  # the list of helpers starts empty: ours or none
+    scope = credential_scope(repo)
+    if credentials is None or scope is None:
+        _with_config(env, config)
         yield env
         return
-    with tempfile.TemporaryDirectory(prefix="rees-askpass-") as tmp:
-        script = os.path.join(tmp, "askpass")
-        with open(script, "w") as f:
-            f.write(ASKPASS)
-        os.chmod(script, stat.S_IRWXU)
-        env.update(GIT_ASKPASS=script, REES_GIT_USERNAME=credentials.username,
+    with tempfile.TemporaryDirectory(prefix="rees-git-") as tmp:
+        helper = os.path.join(tmp, "credential-helper")
+        with open(helper, "w") as f:
+            f.write(CREDENTIAL_HELPER)
+        os.chmod(helper, stat.S_IRWXU)
+        config.append((f"credential.{scope[0]}://{scope[1]}.helper", helper))
+        _with_config(env, config)
+        env.update(REES_GIT_PROTOCOL=scope[0], REES_GIT_HOST=scope[1],
+                   REES_GIT_USERNAME=credentials.username or "git",
                    REES_GIT_PASSWORD=credentials.password)
         yield env
 
@@ -79,10 +117,8 @@ def _error_line(message: str) -> str:
 
 def _git(args: list[str], env: dict, credentials: Credentials | None, cwd: str | None = None,
          timeout: float = 300) -> str:
-    # Never let a credential helper store what askpass gave.
-    cmd = ["git", "-c", "credential.helper=", *args]
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} took longer than {timeout:.0f}s") from None
@@ -100,7 +136,7 @@ def resolve_ref(repo: str, ref: str, credentials: Credentials | None = None, *,
     be resolved after cloning (:func:`checkout` does). ``allow_local`` lets ``repo`` be a
     path or file:// URL (an admin's setting, or the service's own repositories).
     """
-    with git_env(credentials, allow_local) as env:
+    with git_env(repo, credentials, allow_local) as env:
         out = _git(["ls-remote", "--", repo], env, credentials, timeout=120)
     refs: dict[str, str] = {}
     for line in out.splitlines():
@@ -125,7 +161,7 @@ def checkout(repo: str, ref: str, dest: str, credentials: Credentials | None = N
 
     ``allow_local`` as for :func:`resolve_ref`; it never extends to submodules.
     """
-    with git_env(credentials, allow_local) as env:
+    with git_env(repo, credentials, allow_local) as env:
         _git(["clone", "--quiet", "--no-checkout", "--", repo, dest], env, credentials,
              timeout=1800)
         try:
