@@ -12,13 +12,14 @@ import base64
 import glob
 import os
 import subprocess
+import threading
 
 import pytest
 
 from tests.githttp import PrivateGitServer
 from tests.helpers import GitRepo
-from tljh_rees.builds.git import GitError, checkout, resolve_ref
-from tljh_rees.builds.request import Credentials
+from tljh_rees.builds.git import GitError, checkout, redact, resolve_ref
+from tljh_rees.builds.request import Credentials, check_repo
 
 SECRET_TEXT = "host-secret-7f3a91"  # in a repository on the host that no build may read
 
@@ -235,3 +236,73 @@ def test_the_services_own_git_config_is_not_used(git_repo, tmp_path, monkeypatch
     assert sent  # it did ask the server
     for secret in ("root-secret-e4", "root-pw-e4", "env-secret-e4"):
         assert secret not in sent
+
+
+# -- 3. a token given as the URL's user part ----------------------------------------------
+
+def test_a_lone_user_part_is_a_password_and_redacted():
+    token = "ghp_LoneUserPart123"
+    repo, credentials = check_repo(f"https://{token}@example.org/owner/repo.git", False)
+    assert repo == "https://example.org/owner/repo.git"
+    assert credentials.password == token and credentials.username == "git"
+    assert token in credentials.secrets()
+    assert token not in redact(f"fatal: could not read Password for 'https://{token}@x'",
+                               credentials)
+    repo, credentials = check_repo("https://alice:pw%2Fx@[::1]:8443/r.git", False)
+    assert repo == "https://[::1]:8443/r.git"
+    assert (credentials.username, credentials.password) == ("alice", "pw/x")
+
+
+class CommandLineWatcher:
+    """Reads every process's command line over and over, looking for ``secret``."""
+
+    def __init__(self, secret: str):
+        self.secret = secret.encode()
+        self.found: list[str] = []
+        self.git_seen = 0  # a control: it does see the clone's processes
+        self.running = True
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        while self.running:
+            for path in glob.glob("/proc/[0-9]*/cmdline"):
+                try:
+                    with open(path, "rb") as f:
+                        cmdline = f.read()
+                except OSError:
+                    continue
+                if self.secret in cmdline:
+                    self.found.append(cmdline.decode("latin-1"))
+                if cmdline.startswith(b"git\0"):
+                    self.git_seen += 1
+
+    def stop(self) -> list[str]:
+        self.running = False
+        self.thread.join()
+        return self.found
+
+
+def test_a_token_in_the_user_part_is_on_no_command_line(git_repo, tmp_path, monkeypatch):
+    token = "glpat-UserPartToken77"
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))  # git logs every command it runs, with argv
+    main = git_repo()
+    sha = main.commit({"README.md": "private\n"})
+    serve(main, tmp_path / "a", "main.git")
+    # like GitHub, the server takes the token as the user name or as the password
+    with GitServer(tmp_path / "a", "git", token, also=(token, "")) as a:
+        repo, credentials = check_repo(f"{a.url.replace('://', f'://{token}@')}/main.git",
+                                       False)
+        watcher = CommandLineWatcher(token)
+        try:
+            assert resolve_ref(repo, "HEAD", credentials) == sha
+            assert checkout(repo, "HEAD", str(tmp_path / "checkout"), credentials) == sha
+        finally:
+            found = watcher.stop()
+    assert found == []
+    assert watcher.git_seen > 0
+    traced = trace.read_text()
+    assert "run_command:" in traced and "remote-http" in traced  # control: children traced
+    assert token not in traced
+    assert token not in tree_text(tmp_path / "checkout")

@@ -51,15 +51,21 @@ class BuildRequest:
 
 
 def _strip_userinfo(repo: str) -> tuple[str, Credentials | None]:
-    """Move ``user:token@`` out of an http(s) URL into credentials."""
+    """Move ``user:token@`` (or a lone ``token@``) out of an http(s) URL into credentials."""
     parts = urllib.parse.urlsplit(repo)
     if parts.scheme in ("http", "https") and (parts.username or parts.password):
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
+        netloc = parts.netloc.rpartition("@")[2]  # host[:port] as written ([v6] stays)
         clean = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-        return clean, Credentials(urllib.parse.unquote(parts.username or ""),
-                                  urllib.parse.unquote(parts.password or ""))
+        username = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
+        if not password:
+            # https://TOKEN@host/... is how forges hand out tokens (nobody can answer a
+            # password prompt here), so the lone user part is the secret: it becomes the
+            # password, redacted like one and never put back in a URL. GitHub and GitLab
+            # check a token given as the password and accept any non-empty user name
+            # (x-access-token, oauth2, ...), so "git" will do.
+            username, password = "git", username
+        return clean, Credentials(username or "git", password)
     return repo, None
 
 
