@@ -13,12 +13,13 @@ import glob
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
 from tests.githttp import PrivateGitServer
 from tests.helpers import GitRepo
-from tljh_rees.builds.git import GitError, checkout, redact, resolve_ref
+from tljh_rees.builds.git import GitError, checkout, git_env, redact, resolve_ref
 from tljh_rees.builds.request import Credentials, check_repo
 
 SECRET_TEXT = "host-secret-7f3a91"  # in a repository on the host that no build may read
@@ -306,3 +307,57 @@ def test_a_token_in_the_user_part_is_on_no_command_line(git_repo, tmp_path, monk
     assert "run_command:" in traced and "remote-http" in traced  # control: children traced
     assert token not in traced
     assert token not in tree_text(tmp_path / "checkout")
+
+
+# -- 4. ssh never with the service's identity -----------------------------------------------
+
+@pytest.fixture
+def ssh_spy(tmp_path, monkeypatch):
+    """An ``ssh`` first on PATH that records what git gave it, then runs the real one."""
+    real = subprocess.run(["sh", "-c", "command -v ssh"], capture_output=True,
+                          text=True).stdout.strip()
+    assert real, "ssh is not installed"
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "ssh").write_text(f"""#!/bin/sh
+env > {spy}/env
+{real} -G "$@" > {spy}/config 2>&1
+exec {real} "$@"
+""")
+    (spy / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{spy}:{os.environ['PATH']}")
+    agent = tmp_path / "agent.sock"  # the service's agent (a dummy path is enough here)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
+    return spy
+
+
+@pytest.mark.parametrize("repo", ["ssh://git@127.0.0.1:1/owner/repo.git",
+                                  "git@127.0.0.1:owner/repo.git"])
+def test_ssh_uses_no_agent_no_keys_and_never_prompts(ssh_spy, repo):
+    started = time.monotonic()
+    with pytest.raises(GitError):
+        resolve_ref(repo, "HEAD")
+    assert time.monotonic() - started < 30  # failed, without waiting on a prompt
+    env = (ssh_spy / "env").read_text()  # control: git did run our ssh
+    assert "SSH_AUTH_SOCK=" not in env
+    config = dict(line.partition(" ")[::2] for line in
+                  (ssh_spy / "config").read_text().splitlines())
+    assert config["identityagent"] == "none"
+    assert config["batchmode"] == "yes"
+    assert config["stricthostkeychecking"] == "true"
+    assert config["pubkeyauthentication"] == "false"
+    assert config["gssapiauthentication"] == "no"  # no ssh_config read (Debian's turns it on)
+    identities = [line for line in (ssh_spy / "config").read_text().splitlines()
+                  if line.startswith("identityfile ")]
+    assert identities == ["identityfile /dev/null"]  # not ~/.ssh/id_* of root
+
+
+def test_ssh_settings_in_the_environment_git_gets(monkeypatch):
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
+    monkeypatch.setenv("GIT_SSH", "/usr/local/bin/roots-ssh")
+    monkeypatch.setenv("GIT_SSH_COMMAND", "ssh -i /root/.ssh/id_ed25519")
+    with git_env("ssh://host/x", None) as env:
+        assert "SSH_AUTH_SOCK" not in env and "GIT_SSH" not in env
+        assert "-i /root" not in env["GIT_SSH_COMMAND"]
+        assert "-F /dev/null" in env["GIT_SSH_COMMAND"]
+        assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_ASKPASS"] == "/bin/false"

@@ -12,7 +12,7 @@ so git runs behind its own guards rather than filters of ours:
   the secret never appears in a command line, a URL, ``.git/config`` or an error message.
   Any other host (a submodule's, say) gets nothing: ``GIT_ASKPASS=/bin/false``, no prompts.
 - identity: nothing of the service's own: no system or global git config (credential
-  helpers, extra headers, client certificates).
+  helpers, extra headers, client certificates), no ssh agent, keys or ssh config.
 """
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ from .request import Credentials
 
 HEX_RE = re.compile(r"^[0-9a-f]{4,40}$")
 REMOTE_PROTOCOLS = "https:http:git:ssh"  # request.SCHEMES; never file or ext for submodules
+# ssh as nobody in particular: no agent, no key files, no ssh_config (root's or the
+# system's) nor ControlMaster socket, never a prompt. StrictHostKeyChecking=yes: a host must already be in the
+# known_hosts an admin keeps (ssh only reads them here); accept-new would let any builder
+# write root's known_hosts, and "no" would fetch from whoever answers.
+SSH_COMMAND = ("ssh -F /dev/null -o BatchMode=yes -o IdentityAgent=none -o IdentitiesOnly=yes "
+               "-o IdentityFile=/dev/null -o PubkeyAuthentication=no -o ControlPath=none "
+               "-o StrictHostKeyChecking=yes -o UpdateHostKeys=no -o ConnectTimeout=30")
 # A git credential helper: answers "get" with the secret from its environment, and only
 # for the host git was configured to ask it about (checked again here, exactly).
 CREDENTIAL_HELPER = """#!/bin/sh
@@ -44,7 +51,7 @@ printf 'username=%s\\npassword=%s\\n' "$REES_GIT_USERNAME" "$REES_GIT_PASSWORD"
 """
 # Dropped from the service's environment (as is every GIT_CONFIG_*: config is ours alone).
 DROPPED_VARIABLES = ("REES_GIT_USERNAME", "REES_GIT_PASSWORD", "REES_GIT_PROTOCOL",
-                     "REES_GIT_HOST")
+                     "REES_GIT_HOST", "SSH_AUTH_SOCK", "SSH_ASKPASS", "GIT_SSH")
 
 
 class GitError(RuntimeError):
@@ -80,7 +87,8 @@ def git_env(repo: str, credentials: Credentials | None, allow_local: bool = Fals
     env = {k: v for k, v in os.environ.items()
            if k not in DROPPED_VARIABLES and not k.startswith("GIT_CONFIG_")}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false", GIT_CONFIG_NOSYSTEM="1",
-               GIT_CONFIG_GLOBAL="/dev/null", LC_ALL="C",
+               GIT_CONFIG_GLOBAL="/dev/null", LC_ALL="C", GIT_SSH_COMMAND=SSH_COMMAND,
+               GIT_SSH_VARIANT="ssh",
                GIT_ALLOW_PROTOCOL=REMOTE_PROTOCOLS + (":file" if allow_local else ""))
     config = [("credential.helper", "")]  # the list of helpers starts empty: ours or none
     scope = credential_scope(repo)
