@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import tempfile
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 from traitlets import Dict, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
@@ -33,6 +33,9 @@ class Repo2DockerBuilder(LoggingConfigurable):
     user_name = Unicode("jovyan", config=True)
     extra_args = List(Unicode(), config=True, help="More repo2docker command-line arguments.")
     command = List(Unicode(), config=True, help="How to run repo2docker.")
+    max_line_bytes = Int(64 * 1024, config=True,
+                         help="Longer output lines are cut to this many bytes (with a note), "
+                              "so one huge line can neither stop a build nor fill its log.")
 
     def _command_default(self):
         return [sys.executable, "-m", "repo2docker"]
@@ -60,23 +63,59 @@ class Repo2DockerBuilder(LoggingConfigurable):
                    "--image-name", image, *self.extra_args, source_dir]
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, limit=1024 * 1024,
+                start_new_session=True,
             )
-            on_process(proc)
-            failure = ""
-            async for raw in proc.stdout:
-                text, phase = parse_log_line(raw.decode("utf-8", "replace"))
-                if phase == "failed":
-                    failure = text.strip() or failure
-                if text:
-                    on_line(text)
-            code = await proc.wait()
+            try:
+                on_process(proc)
+                failure = ""
+                async for raw in read_lines(proc.stdout, self.max_line_bytes):
+                    text, phase = parse_log_line(raw)
+                    if phase == "failed":
+                        failure = text.strip() or failure
+                    if text:
+                        on_line(text)
+                code = await proc.wait()
+            except BaseException:  # cancelled, or a reader/on_line failure: leave no orphan
+                await stop_and_wait(proc)
+                raise
         finally:
             os.unlink(config_file)
         if code != 0:
             if code < 0:
                 raise BuildFailed(f"repo2docker was stopped by signal {-code}")
             raise BuildFailed(failure or f"repo2docker exited with code {code}")
+
+
+async def read_lines(stream: asyncio.StreamReader, limit: int,
+                     chunk: int = 64 * 1024) -> AsyncIterator[str]:
+    """The stream's lines, each cut to ``limit`` bytes with a note of its full size.
+
+    Read in chunks and split here: StreamReader's own line reading raises on a line over
+    its limit, which would stop the build and leave repo2docker blocked on a full pipe.
+    Memory stays under ``limit + chunk`` whatever the child writes.
+    """
+    buf, dropped = b"", 0  # dropped: bytes of the current line already thrown away
+    while True:
+        data = await stream.read(chunk)
+        if not data:
+            break
+        *lines, buf = (buf + data).split(b"\n")
+        for line in lines:
+            yield _cut(line, dropped + len(line), limit) + "\n"
+            dropped = 0
+        if len(buf) > limit:
+            dropped += len(buf) - limit
+            buf = buf[:limit]
+    if buf or dropped:
+        yield _cut(buf, dropped + len(buf), limit) + "\n"
+
+
+def _cut(line: bytes, size: int, limit: int) -> str:
+    text = line[:limit].decode("utf-8", "replace")
+    if size <= limit:
+        return text
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+    return f"{text} [line cut: {shown}]"
 
 
 def parse_log_line(raw: str) -> tuple[str, str]:
@@ -94,9 +133,20 @@ def parse_log_line(raw: str) -> tuple[str, str]:
     return text, record.get("phase", "")
 
 
-def stop_process_group(proc: asyncio.subprocess.Process) -> None:
+def stop_process_group(proc: asyncio.subprocess.Process,
+                       sig: int = signal.SIGTERM) -> None:
     """Stop repo2docker and its docker buildx child (BuildKit cancels the build)."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+async def stop_and_wait(proc: asyncio.subprocess.Process, grace: float = 10) -> None:
+    """Stop the process group and reap its leader; SIGKILL the group if it outlives ``grace``."""
+    stop_process_group(proc)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except asyncio.TimeoutError:
+        stop_process_group(proc, signal.SIGKILL)
+        await proc.wait()
