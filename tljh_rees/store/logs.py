@@ -30,6 +30,17 @@ class LogStore(LoggingConfigurable):
         except FileNotFoundError:
             return []
 
+    def prune(self, keep: set[str]) -> None:
+        """Remove the logs of builds that are no longer recorded (e.g. of environments
+        deleted before builds were deleted with them)."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.endswith(".jsonl") and name[:-len(".jsonl")] not in keep:
+                self.remove(name[:-len(".jsonl")])
+
     def remove(self, build_id: str) -> None:
         try:
             os.remove(self.path(build_id))

@@ -1,11 +1,17 @@
-"""Database tables. Image labels are the source of truth for what exists; these rows
-keep history and metadata (build records, display fields, who built what)."""
+"""Database tables: the environment catalog and its builds.
+
+The database is the authority on what exists and who may use it. An image's own labels
+are written by the build that made it, and a builder controls what that build runs
+(``LABEL``, ``ONBUILD``), so labels are never read to decide a name, an owner or a
+visibility. The catalog names an environment's image by its content-addressed id, which
+only the service records, right after a build it ran itself.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -26,36 +32,55 @@ class Base(DeclarativeBase):
 
 
 class Environment(Base):
-    __tablename__ = "environments"
+    """A name someone claimed, what it builds from, who may use it, and its current image.
 
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    ``id`` is new for every claim of a name: a build or export of a deleted environment
+    can never land in a new environment that reuses its name.
+    """
+
+    __tablename__ = "environments"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, index=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     repo: Mapped[str] = mapped_column(Text)
     ref: Mapped[str] = mapped_column(String(255), default="HEAD")
-    commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    image: Mapped[str | None] = mapped_column(String(255), nullable=True)
     owner: Mapped[str] = mapped_column(String(255), default="")
-    profile: Mapped[str] = mapped_column(String(63), default="")
-    cpu_limit: Mapped[float | None] = mapped_column(Float, nullable=True)
-    mem_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    profile: Mapped[str] = mapped_column(String(63), default="")  # "" = the site's default
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     spec_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    # The current image, set only when one of the service's builds of it completes.
+    image: Mapped[str | None] = mapped_column(String(255), nullable=True)  # its tag
+    image_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    image_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    image_present: Mapped[bool] = mapped_column(Boolean, default=False)  # engine has it
+    commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    built: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_build_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def launchable(self) -> bool:
+        return bool(self.image_id and self.image_present)
 
 
 class Build(Base):
     __tablename__ = "builds"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    environment: Mapped[str] = mapped_column(String(63), index=True)
+    environment_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    environment: Mapped[str] = mapped_column(String(63))  # its name, for display
     repo: Mapped[str] = mapped_column(Text)
     ref: Mapped[str] = mapped_column(String(255), default="HEAD")
     commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     image: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    owner: Mapped[str] = mapped_column(String(255), default="")
+    image_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    owner: Mapped[str] = mapped_column(String(255), default="")  # who asked for it
     profile: Mapped[str] = mapped_column(String(63), default="")
     # queued -> running -> built | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
@@ -69,6 +94,7 @@ class Build(Base):
     finished: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     FINAL = ("built", "failed", "cancelled")
+    ACTIVE = ("queued", "running")
 
     @property
     def done(self) -> bool:
