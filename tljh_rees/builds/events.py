@@ -1,7 +1,9 @@
 """Live build events: every phase change and log line, numbered, to file and listeners.
 
-Listeners are asyncio queues fed directly as lines arrive, so a line reaches a
-server-sent-events client without any polling.
+Listeners are bounded asyncio queues fed directly as lines arrive, so a line reaches a
+server-sent-events client without any polling. A listener that falls behind (a stalled
+client) is not fed further; its stream catches up from the log file, which holds every
+event, so memory stays bounded and nothing is lost.
 """
 
 from __future__ import annotations
@@ -12,6 +14,23 @@ from typing import AsyncIterator
 from ..store.logs import BuildLog, LogStore
 
 FINAL_PHASES = ("built", "failed", "cancelled")
+LISTENER_QUEUE = 1000  # events a listener may have waiting before it catches up from file
+
+
+class Listener:
+    def __init__(self):
+        self.queue: asyncio.Queue = asyncio.Queue(LISTENER_QUEUE)
+        self.behind = False
+
+    def put(self, event: dict | None) -> None:
+        if self.behind:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.behind = True
+            self.queue = asyncio.Queue(LISTENER_QUEUE)  # drop what waits; catch up from file
+            self.queue.put_nowait(None)  # wake the stream up
 
 
 class BuildEvents:
@@ -20,20 +39,20 @@ class BuildEvents:
     def __init__(self, log: BuildLog, first_id: int = 1):
         self.log = log
         self.next_id = first_id
-        self.listeners: set[asyncio.Queue] = set()
+        self.listeners: set[Listener] = set()
         self.finished = False
 
     def publish(self, event: dict) -> dict:
         event = {"id": self.next_id, **event}
         self.next_id += 1
         self.log.append(event)
-        for queue in self.listeners:
-            queue.put_nowait(event)
+        for listener in self.listeners:
+            listener.put(event)
         if event.get("type") == "phase" and event.get("phase") in FINAL_PHASES:
             self.finished = True
             self.log.close()
-            for queue in self.listeners:
-                queue.put_nowait(None)
+            for listener in self.listeners:
+                listener.put(None)
         return event
 
     def line(self, text: str) -> None:
@@ -47,10 +66,10 @@ async def stream(store: LogStore, build_id: str, live: BuildEvents | None,
                  after: int = 0) -> AsyncIterator[list[dict]]:
     """Batches of events after id ``after``: the stored ones, then live ones as they
     come (each batch is what is ready at once), until the final phase."""
-    queue: asyncio.Queue | None = None
+    listener: Listener | None = None
     if live is not None and not live.finished:
-        queue = asyncio.Queue()
-        live.listeners.add(queue)  # subscribe first, so nothing falls between replay and live
+        listener = Listener()
+        live.listeners.add(listener)  # subscribe first: nothing falls between replay and live
     seen = after
 
     def new(events) -> list[dict]:
@@ -64,25 +83,35 @@ async def stream(store: LogStore, build_id: str, live: BuildEvents | None,
                 batch.append(event)
         return batch
 
-    try:
-        replay = store.read(build_id)
+    def stored() -> list[dict]:
+        events = store.read(build_id)
         if live is not None and not live.finished:
-            replay += live.log.tail_events()
-        batch = new(replay)
+            events += live.log.tail_events()
+        return events
+
+    try:
+        batch = new(stored())
         if batch:
             yield batch
-        if queue is None:
+        if listener is None:
             return
         while True:
-            ready = [await queue.get()]
-            while not queue.empty():
-                ready.append(queue.get_nowait())
-            ended = None in ready
+            ready = [await listener.queue.get()]
+            while not listener.queue.empty():
+                ready.append(listener.queue.get_nowait())
+            if listener.behind:  # it fell behind: what it missed is in the file
+                listener.behind = False
+                batch = new(stored())
+                if batch:
+                    yield batch
+                if live.finished:
+                    return
+                continue
             batch = new(e for e in ready if e is not None)
             if batch:
                 yield batch
-            if ended:
+            if None in ready:  # the final phase was published
                 return
     finally:
-        if queue is not None and live is not None:
-            live.listeners.discard(queue)
+        if listener is not None and live is not None:
+            live.listeners.discard(listener)

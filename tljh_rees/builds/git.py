@@ -25,7 +25,7 @@ import tempfile
 import urllib.parse
 from contextlib import contextmanager
 
-from .request import Credentials
+from .credentials import Credentials
 
 HEX_RE = re.compile(r"^[0-9a-f]{4,40}$")
 REMOTE_PROTOCOLS = "https:http:git:ssh"  # request.SCHEMES; never file or ext for submodules

@@ -2,39 +2,38 @@
 
 One instance lives in the service. Builds wait in a first-in-first-out queue served by
 ``concurrency`` workers; each build's events go to its log file and live listeners.
+What a build may change is decided by the catalog: a request claims its environment
+(or is refused) in the same transaction that records the build, and a finished build
+lands only in the environment it was recorded for — not in a new one that took the
+name after a delete.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shutil
-import signal
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
-from docker.errors import APIError, ImageNotFound
 from sqlalchemy import select
 from traitlets import Bool, Int
 from traitlets.config import LoggingConfigurable
 
-from ..engine.catalog import (
-    image_labels,
-    image_of_commit,
-    image_tag,
-    list_environments,
-    relabel,
-)
-from ..errors import InputError
+from ..catalog import Catalog, Viewer
+from ..engine.images import Images, image_tag, provenance_labels
+from ..errors import Conflict, Forbidden
+from ..store.logs import LogStore
 from ..store.models import Build, Environment, iso, utcnow
+from .builder import BuildFailed, Builder
 from .events import BuildEvents
-from .git import GitError, checkout, redact, resolve_ref
-from .repo2docker import BuildFailed, stop_process_group
+from .git import GitError
+from .orphans import ProcessNotes
+from .pipeline import Built, fetch_and_build
+from .repo2docker import stop_process_group
 from .request import BuildRequest
-
-ACTIVE = ("queued", "running")
+from .sources import GitSource
 
 
 @dataclass
@@ -42,55 +41,46 @@ class ActiveBuild:
     """What only the running service knows about a build: secrets, process, listeners."""
 
     build_id: str
+    environment_id: int
     request: BuildRequest
     events: BuildEvents
     commit: str | None
     process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task | None = None
     cancelled: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class BuildManager(LoggingConfigurable):
     concurrency = Int(1, config=True, help="Builds run at once (each uses the CPU fully).")
+    timeout = Int(3600, config=True, help="Seconds a build may take before it is stopped.")
     allow_local_repos = Bool(False, config=True,
                              help="Allow file:// URLs and local paths as repositories.")
-    timeout = Int(3600, config=True, help="Seconds a build may take before it is stopped.")
 
-    def __init__(self, service, **kwargs):
+    def __init__(self, catalog: Catalog, logs: LogStore, builder: Builder, images: Images,
+                 processes: ProcessNotes, **kwargs):
         super().__init__(**kwargs)
-        self.service = service
+        self.catalog = catalog
+        self.logs = logs
+        self.builder = builder
+        self.images = images
+        self.processes = processes
         self.active: dict[str, ActiveBuild] = {}
         self.pending: list[str] = []
         self.wakeup = asyncio.Event()
         self.workers: list[asyncio.Task] = []
         self.submitting: dict[tuple[str, str], asyncio.Future] = {}
         self.stopping = False
+        # Called with the environment when a build of it completes, and with the
+        # environment and its build ids when it is removed (gallery, exports).
+        self.on_built: list[Callable[[Environment], None]] = []
+        self.on_removed: list[Callable[[Environment, list[str]], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.reconcile)
         self.recover()
         self.workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
-
-    def _pid_file(self, build_id: str) -> str:
-        return os.path.join(self.service.state_dir, "running", build_id)
-
-    def _remember_process(self, build_id: str, proc) -> None:
-        """Note repo2docker's process group, so a crashed service's successor can stop it."""
-        os.makedirs(os.path.dirname(self._pid_file(build_id)), exist_ok=True)
-        with open(self._pid_file(build_id), "w") as f:
-            f.write(str(proc.pid))
-
-    def _stop_orphan(self, build_id: str) -> None:
-        try:
-            with open(self._pid_file(build_id)) as f:
-                pid = int(f.read())
-            os.killpg(pid, signal.SIGTERM)
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            pass
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self._pid_file(build_id))
 
     async def shutdown(self) -> None:
         """Stop the workers and running builds, leaving their records for the next start
@@ -99,20 +89,22 @@ class BuildManager(LoggingConfigurable):
         for active in self.active.values():
             if active.process is not None:
                 stop_process_group(active.process)
+            if active.task is not None:
+                active.task.cancel()
         for task in self.workers:
             task.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
 
     def recover(self) -> None:
         """Builds a previous run left unfinished: re-queue them, or fail private ones."""
-        with self.service.db() as db:
-            builds = db.scalars(select(Build).where(Build.status.in_(ACTIVE))
+        with self.catalog.transaction() as db:
+            builds = db.scalars(select(Build).where(Build.status.in_(Build.ACTIVE))
                                 .order_by(Build.created)).all()
             for build in builds:
-                self._stop_orphan(build.id)
-                log = self.service.logs.open(build.id)
-                last = self.service.logs.read(build.id)
-                events = BuildEvents(log, first_id=max([e.get("id") or 0 for e in last] + [0]) + 1)
+                self.processes.stop_orphan(build.id)
+                last = self.logs.read(build.id)
+                first_id = max([e.get("id") or 0 for e in last] + [0]) + 1
+                events = BuildEvents(self.logs.open(build.id), first_id=first_id)
                 if build.private:
                     build.status, build.finished = "failed", utcnow()
                     build.error = ("interrupted by a restart of the service; credentials are "
@@ -120,175 +112,111 @@ class BuildManager(LoggingConfigurable):
                     events.phase("failed", build.error)
                     continue
                 build.status = "queued"
-                env = db.get(Environment, build.environment)
-                request = BuildRequest(repo=build.repo, ref=build.ref, name=build.environment,
-                                       profile=build.profile, owner=build.owner, local_ok=True,
-                                       public=env.public if env else True,
-                                       display_name=env.display_name if env else "",
-                                       description=env.description if env else "",
-                                       spec_name=env.spec_name if env else None,
+                # Validated when it was submitted; the requester's rights were checked then.
+                local = self.allow_local_repos or build.spec_version is not None
+                request = BuildRequest(source=GitSource(build.repo, allow_local=local),
+                                       ref=build.ref, name=build.environment,
+                                       requester=Viewer(build.owner),
                                        spec_version=build.spec_version)
-                self.active[build.id] = ActiveBuild(build.id, request, events, build.commit)
+                self.active[build.id] = ActiveBuild(build.id, build.environment_id, request,
+                                                    events, build.commit)
                 self.pending.append(build.id)
                 events.phase("queued", "re-queued after a restart of the service")
-            db.commit()
         self.wakeup.set()
-
-    def reconcile(self) -> None:
-        """Make environment records agree with the images present (images win)."""
-        images = list_environments(self.service.docker_api())
-        with self.service.db() as db:
-            rows = {e.name: e for e in db.scalars(select(Environment)).all()}
-            for name, env in images.items():
-                row = rows.get(name)
-                if row is None:
-                    row = Environment(name=name, repo=env.label("repo"), owner=env.label("owner"))
-                    db.add(row)
-                row.image, row.commit = env.image, env.label("commit") or None
-                row.ref = env.label("ref") or row.ref or "HEAD"
-                row.display_name = row.display_name or env.label("display_name")
-                row.description = row.description or env.label("description")
-                row.public = env.public
-            for name, row in rows.items():
-                if name not in images and row.image:
-                    self.log.warning("environment %s: its image %s is gone", name, row.image)
-                    row.image = None
-            db.commit()
 
     # -- submitting -----------------------------------------------------------------------
 
-    async def submit(self, request: BuildRequest, is_admin: bool = False) -> dict:
-        """Start (or join, or answer from cache) a build; returns its JSON."""
-        if not request.local_ok and not self.allow_local_repos and (
-                request.repo.startswith("/") or request.repo.startswith("file:")):
-            raise InputError("repo", "local repositories are not allowed")
-        with self.service.db() as db:
-            env = db.get(Environment, request.name)
-            if env is not None and env.repo != request.repo:
-                raise InputError("name", f"the environment {request.name!r} already builds from "
-                                         f"{env.repo}; choose another name", status=409)
-            if env is not None and env.owner and env.owner != request.owner and not is_admin:
-                raise InputError("name", f"the environment {request.name!r} belongs to "
-                                         f"{env.owner}; only they or an admin can rebuild it",
-                                 status=403)
+    async def submit(self, request: BuildRequest) -> Build:
+        """Start (or join, or answer from cache) a build; returns its record."""
+        self._precheck(request)  # fail fast; the claim checks again, atomically
+        commit = await request.source.resolve(request.ref)
+        if not commit:
+            return await self._start(request, None)
+        joined = self._find_active(request.name, commit)
+        if joined:
+            return self.record(joined)
+        key = (request.name, commit)
+        if key in self.submitting:  # an identical request is between checks: join it
+            return self.record(await asyncio.shield(self.submitting[key]))
+        self.submitting[key] = asyncio.get_running_loop().create_future()
         try:
-            commit = await asyncio.to_thread(resolve_ref, request.repo, request.ref,
-                                             request.credentials)
-        except GitError as e:
-            raise InputError("ref" if "branch or tag" in str(e) else "repo",
-                             f"cannot read the repository: {e}", status=422) from None
+            build = await self._start(request, commit)
+            self.submitting[key].set_result(build.id)
+            return build
+        except BaseException as e:
+            self.submitting[key].set_exception(e)
+            self.submitting[key].exception()  # retrieved: joiners re-raise it
+            raise
+        finally:
+            del self.submitting[key]
 
-        if commit:
-            joined = self._find_active(request.name, commit)
-            if joined:
-                return self.build_json(joined)
-            key = (request.name, commit)
-            if key in self.submitting:  # an identical request is between checks: join it
-                return self.build_json(await asyncio.shield(self.submitting[key]))
-            self.submitting[key] = asyncio.get_running_loop().create_future()
-            try:
-                build_id = await self._start(request, commit)
-                self.submitting[key].set_result(build_id)
-            except BaseException as e:
-                self.submitting[key].set_exception(e)
-                self.submitting[key].exception()  # retrieved: joiners re-raise it
-                raise
-            finally:
-                del self.submitting[key]
-        else:
-            build_id = await self._start(request, None)
-        return self.build_json(build_id)
+    def _precheck(self, request: BuildRequest) -> None:
+        with self.catalog.transaction() as db:
+            self.catalog.claim(db, request.requester, request.name, request.repo)
+            db.rollback()  # only the checks were wanted
 
-    async def _start(self, request: BuildRequest, commit: str | None) -> str:
-        """Answer from the cache, or record and queue a new build; returns its id."""
-        if commit:
-            cached = await asyncio.to_thread(self._cached_image, request.name, commit)
-            if cached is None:
-                cached = await asyncio.to_thread(self._image_from_other_environment,
-                                                 request, commit)
-            if cached:
-                return self._record_cache_hit(request, commit, cached)
+    async def _start(self, request: BuildRequest, commit: str | None) -> Build:
+        """Claim the environment and record the build in one step; then answer from the
+        cache, or reuse another environment's image of this commit, or queue it."""
         build_id = uuid.uuid4().hex[:16]
-        with self.service.db() as db:
-            build = Build(id=build_id, environment=request.name, repo=request.repo,
-                          ref=request.ref, commit=commit, owner=request.owner,
-                          profile=request.profile, status="queued",
-                          private=request.credentials is not None,
-                          spec_version=request.spec_version)
+        reuse_image = None
+        with self.catalog.transaction() as db:
+            env = self.catalog.claim(
+                db, request.requester, request.name, request.repo,
+                spec_name=request.spec_name, profile=request.profile, public=request.public,
+                display_name=request.display_name, description=request.description)
+            build = Build(id=build_id, environment_id=env.id, environment=env.name,
+                          repo=request.repo, ref=request.ref, commit=commit,
+                          owner=request.requester.name, profile=env.profile, status="queued",
+                          private=request.source.private, spec_version=request.spec_version)
+            cached = self.catalog.cached_image(db, request.repo, commit) if commit else None
+            if cached is not None and cached.id == env.id:
+                now = utcnow()
+                build.status, build.cache_hit, build.started, build.finished = \
+                    "built", True, now, now
+                build.image, build.image_id = env.image, env.image_id
+                env.ref = request.ref
+            elif cached is not None:
+                reuse_image, build.status = cached.image_id, "running"
             db.add(build)
-            self._upsert_environment(db, request, commit=None)
-            db.commit()
-        events = BuildEvents(self.service.logs.open(build_id))
-        self.active[build_id] = ActiveBuild(build_id, request, events, commit)
+            env.last_build_id = build_id
+            env_id = env.id
+        events = BuildEvents(self.logs.open(build_id))
+        if build.status == "built":
+            events.phase("built", f"{build.image} is already built from commit {commit[:12]}")
+            return build
+        if reuse_image and await self._reuse(build_id, env_id, request, commit, reuse_image,
+                                             events):
+            return self.record(build_id)
+        active = ActiveBuild(build_id, env_id, request, events, commit)
+        self.active[build_id] = active
         self.pending.append(build_id)
+        if build.status != "queued":
+            self._update(build_id, status="queued")
         events.phase("queued", f"waiting for a build slot (position {len(self.pending)})")
         self.wakeup.set()
-        return build_id
+        return self.record(build_id)
+
+    async def _reuse(self, build_id: str, env_id: int, request: BuildRequest, commit: str,
+                     image_id: str, events: BuildEvents) -> bool:
+        """Tag another environment's image of the same repository and commit as this
+        one's (no build, no new layer); False if that image is gone."""
+        tag = image_tag(request.name, commit)
+        info = await asyncio.to_thread(self.images.inspect, image_id)
+        if info is None:
+            return False
+        await asyncio.to_thread(self.images.tag, image_id, tag)
+        built = Built(commit, tag, info.id, info.size, reused=True)
+        env = self._record_outcome(build_id, "built", "", built, cache_hit=True)
+        events.phase("built", f"{tag} is already built from commit {commit[:12]}")
+        await self._after_built(build_id, env, built)
+        return True
 
     def _find_active(self, name: str, commit: str) -> str | None:
         for build_id, active in self.active.items():
             if active.request.name == name and active.commit == commit and not active.cancelled:
                 return build_id
         return None
-
-    def _cached_image(self, name: str, commit: str) -> str | None:
-        tag = image_tag(name, commit)
-        try:
-            info = self.service.docker_api().inspect_image(tag)
-        except ImageNotFound:
-            return None
-        labels = info["Config"].get("Labels") or {}
-        ok = (labels.get("org.tljh-rees.environment") == name
-              and labels.get("org.tljh-rees.commit") == commit)
-        return tag if ok else None
-
-    def _image_from_other_environment(self, request: BuildRequest, commit: str) -> str | None:
-        """Reuse another environment's image of the same repository and commit."""
-        api = self.service.docker_api()
-        source = image_of_commit(api, request.repo, commit)
-        if source is None:
-            return None
-        tag = image_tag(request.name, commit)
-        relabel(api, source, self._labels(request, commit, build_id=""), tag=tag)
-        return tag
-
-    def _labels(self, request: BuildRequest, commit: str, build_id: str) -> dict:
-        return image_labels(
-            environment=request.name, display_name=request.display_name,
-            description=request.description, repo=request.repo, ref=request.ref,
-            commit=commit, owner=request.owner, created=iso(utcnow()),
-            profile=request.profile, public=str(request.public).lower(), build_id=build_id)
-
-    def _record_cache_hit(self, request: BuildRequest, commit: str, image: str) -> str:
-        build_id = uuid.uuid4().hex[:16]
-        now = utcnow()
-        with self.service.db() as db:
-            db.add(Build(id=build_id, environment=request.name, repo=request.repo,
-                         ref=request.ref, commit=commit, image=image, owner=request.owner,
-                         profile=request.profile, status="built", cache_hit=True,
-                         spec_version=request.spec_version, started=now, finished=now))
-            self._upsert_environment(db, request, commit=commit, image=image)
-            db.commit()
-        events = BuildEvents(self.service.logs.open(build_id))
-        events.phase("built", f"{image} is already built from commit {commit[:12]}")
-        return build_id
-
-    def _upsert_environment(self, db, request: BuildRequest, commit: str | None,
-                            image: str | None = None) -> None:
-        env = db.get(Environment, request.name)
-        if env is None:
-            env = Environment(name=request.name, repo=request.repo, owner=request.owner)
-            db.add(env)
-        env.ref = request.ref
-        env.profile = request.profile
-        env.public = request.public
-        env.display_name = request.display_name or env.display_name or ""
-        env.description = request.description or env.description or ""
-        if request.spec_name:
-            env.spec_name = request.spec_name
-        if commit and image:
-            env.commit, env.image = commit, image
-            env.spec_version = request.spec_version or env.spec_version
 
     # -- running --------------------------------------------------------------------------
 
@@ -299,146 +227,176 @@ class BuildManager(LoggingConfigurable):
                 await self.wakeup.wait()
             build_id = self.pending.pop(0)
             self._announce_positions()
-            try:
-                await self._run(self.active[build_id])
-            except Exception:  # a worker must survive any one build's failure
-                self.log.exception("build %s: unexpected error", build_id)
+            active = self.active[build_id]
+            active.task = asyncio.create_task(self._run(active))
+            await asyncio.wait([active.task])  # a cancelled build does not stop the worker
+            if active.task.done() and not active.task.cancelled() and active.task.exception():
+                self.log.error("build %s: unexpected error", build_id,
+                               exc_info=active.task.exception())
 
     def _announce_positions(self) -> None:
         for position, build_id in enumerate(self.pending, start=1):
             self.active[build_id].events.phase("queued", f"queue position {position}")
 
     async def _run(self, active: ActiveBuild) -> None:
-        request, events = active.request, active.events
-        secrets_of = request.credentials
+        request, events, source = active.request, active.events, active.request.source
 
         def line(text: str) -> None:
-            events.line(redact(text, secrets_of))
+            events.line(source.redact(text))
+
+        def keep(proc) -> None:
+            active.process = proc
+            self.processes.remember(active.build_id, proc.pid)
 
         self._update(active.build_id, status="running", started=utcnow())
         events.phase("running", "fetching the repository")
         workdir = tempfile.mkdtemp(prefix="rees-build-")
-        status, error, image = "failed", "", None
+        status, error, built = "failed", "", None
         try:
-            source = f"{workdir}/repo"
-            ref = active.commit or request.ref
-            commit = await asyncio.to_thread(checkout, request.repo, ref, source,
-                                             request.credentials)
-            active.commit = commit
-            self._update(active.build_id, commit=commit)
-            line(f"checked out {request.repo} at {commit}\n")
-            image = image_tag(request.name, commit)
-            if await asyncio.to_thread(self._cached_image, request.name, commit):
-                line(f"{image} is already built\n")
-                status = "built"
-                self._update(active.build_id, cache_hit=True)
-            else:
-                if active.cancelled:
-                    raise asyncio.CancelledError
-                events.phase("building", f"building {image} with repo2docker")
-                labels = self._labels(request, commit, active.build_id)
-
-                def keep(proc):
-                    active.process = proc
-                    self._remember_process(active.build_id, proc)
-
-                await asyncio.wait_for(
-                    self.service.builder.build(source, image, labels, line, keep),
-                    timeout=self.timeout)
-                status = "built"
+            built = await asyncio.wait_for(fetch_and_build(
+                source, active.commit or request.ref, workdir, self.builder, self.images,
+                image_for=lambda commit: image_tag(request.name, commit),
+                labels_for=lambda commit: provenance_labels(
+                    environment=request.name, repo=request.repo, ref=request.ref,
+                    commit=commit, build_id=active.build_id, created=iso(utcnow())),
+                reuse=lambda commit: self._current_image(active.environment_id, commit),
+                on_line=line, on_process=keep), timeout=self.timeout)
+            status = "built"
         except asyncio.TimeoutError:
             error = f"the build took longer than {self.timeout}s and was stopped"
-            if active.process:
-                stop_process_group(active.process)
         except (GitError, BuildFailed) as e:
-            error = redact(str(e), secrets_of)
+            error = source.redact(str(e))
         except asyncio.CancelledError:
             if self.stopping:
-                raise
+                raise  # the record stays 'running': the next start re-queues it
         except Exception as e:
             self.log.exception("build %s failed", active.build_id)
-            error = f"internal error: {redact(str(e), secrets_of)}"
+            error = f"internal error: {source.redact(str(e))}"
         finally:
+            if active.process is not None and active.process.returncode is None:
+                stop_process_group(active.process)
             shutil.rmtree(workdir, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self._pid_file(active.build_id))
-        if self.stopping:
-            return  # the record stays 'running': the next start re-queues it
+            self.processes.forget(active.build_id)
         if active.cancelled:
-            status, error = "cancelled", "cancelled"
-        await self._finish(active, status, error, image if status == "built" else None)
+            status, error, built = "cancelled", "cancelled", None
+        await self._finish(active, status, error, built)
+
+    def _current_image(self, environment_id: int, commit: str) -> str | None:
+        """The environment's own image, when it is of ``commit`` (a rebuild of the same
+        commit, e.g. a short sha that named it)."""
+        with self.catalog.session() as db:
+            env = db.get(Environment, environment_id)
+            if env is not None and env.commit == commit and env.launchable:
+                return env.image_id
+        return None
 
     async def _finish(self, active: ActiveBuild, status: str, error: str,
-                      image: str | None) -> None:
-        self._update(active.build_id, status=status, error=error, image=image,
-                     finished=utcnow())
-        if image:
-            with self.service.db() as db:
-                self._upsert_environment(db, active.request, active.commit, image)
-                db.commit()
-            await asyncio.to_thread(self._prune_old_images, active.request.name, image)
-        message = {"built": f"built {image}", "cancelled": "the build was cancelled"}
+                      built: Built | None) -> None:
+        if built is not None:
+            active.commit = built.commit
+        env = self._record_outcome(active.build_id, status, error, built,
+                                   cache_hit=bool(built and built.reused))
+        self.active.pop(active.build_id, None)  # from now on, new requests don't join it
+        message = {"built": f"built {built.image}" if built else "built",
+                   "cancelled": "the build was cancelled"}
         active.events.phase(status, message.get(status, error))
-        self.active.pop(active.build_id, None)
         active.done.set()
+        if status == "built":
+            await self._after_built(active.build_id, env, built)
 
-    def _prune_old_images(self, name: str, keep: str) -> None:
-        """Remove the environment's older images that no container uses any more."""
-        api = self.service.docker_api()
-        for entry in api.images(filters={"label": f"org.tljh-rees.environment={name}"}):
-            if keep in (entry.get("RepoTags") or []):
-                continue
-            try:
-                api.remove_image(entry["Id"])
-            except APIError:
-                pass  # still used by a running server: it stays until that stops
+    def _record_outcome(self, build_id: str, status: str, error: str, built: Built | None,
+                        cache_hit: bool = False) -> Environment | None:
+        """Record the outcome and, if built, make the image the environment's current
+        one, in one transaction. Returns the environment (None if it was deleted)."""
+        with self.catalog.transaction() as db:
+            build = db.get(Build, build_id)
+            if build is None:
+                return None
+            env = db.get(Environment, build.environment_id)
+            build.status, build.error, build.finished = status, error, utcnow()
+            if built is not None:
+                build.commit, build.image, build.image_id = \
+                    built.commit, built.image, built.image_id
+                build.cache_hit = cache_hit
+                if status == "built" and env is not None:
+                    self.catalog.set_image(db, env, build, built.size)
+            return env
+
+    async def _after_built(self, build_id: str, env: Environment | None, built: Built) -> None:
+        """Tidy the environment's older images and tell the listeners."""
+        if env is None:  # deleted while it was built: its image belongs to nobody
+            self.log.info("build %s finished after its environment was deleted", build_id)
+            await asyncio.to_thread(self._drop_tag_if_unused, built.image)
+            return
+        await asyncio.to_thread(self.images.remove_tags, env.name, built.image)
+        for hook in self.on_built:
+            hook(env)
+
+    def _drop_tag_if_unused(self, tag: str) -> None:
+        with self.catalog.session() as db:
+            in_use = db.scalar(select(Environment.id).where(Environment.image == tag))
+        if in_use is None:
+            self.images.untag(tag)
 
     def _update(self, build_id: str, **fields) -> None:
-        with self.service.db() as db:
+        with self.catalog.transaction() as db:
             build = db.get(Build, build_id)
-            for key, value in fields.items():
-                setattr(build, key, value)
-            db.commit()
+            if build is not None:
+                for key, value in fields.items():
+                    setattr(build, key, value)
 
-    # -- cancelling and reading -----------------------------------------------------------
+    # -- cancelling and removing ----------------------------------------------------------
 
-    async def cancel(self, build_id: str) -> dict:
+    async def cancel(self, viewer: Viewer, build_id: str) -> Build:
+        build = self.catalog.build(viewer, build_id)
+        if not viewer.may_manage(build.owner):
+            raise Forbidden("only the build's owner or an admin can cancel it", field="id")
         active = self.active.get(build_id)
         if active is None:
-            with self.service.db() as db:
-                build = db.get(Build, build_id)
-                if build is None:
-                    raise InputError("id", f"no build {build_id}", status=404)
-                raise InputError("id", f"the build is already {build.status}", status=409)
+            raise Conflict(f"the build is already {build.status}", field="id")
+        await self._cancel(active)
+        return self.record(build_id)
+
+    async def _cancel(self, active: ActiveBuild) -> None:
         active.cancelled = True
-        if build_id in self.pending:
-            self.pending.remove(build_id)
+        if active.build_id in self.pending:
+            self.pending.remove(active.build_id)
             await self._finish(active, "cancelled", "cancelled", None)
             self._announce_positions()
-        elif active.process is not None:
+            return
+        if active.process is not None:
             stop_process_group(active.process)
-            await active.done.wait()
-        else:
-            await active.done.wait()
-        return self.build_json(build_id)
+        if active.task is not None:
+            active.task.cancel()
+        await active.done.wait()
+
+    async def remove_environment(self, viewer: Viewer, name: str, force: bool) -> None:
+        """Delete an environment with its builds, logs and images. Refused while servers
+        run from it, unless ``force`` (they keep running until stopped)."""
+        with self.catalog.session() as db:
+            self.catalog.managed(db, viewer, name, "delete")
+        running = await asyncio.to_thread(self.images.servers_using, name)
+        if running and not force:
+            raise Conflict(f"{len(running)} server(s) run from {name} ({', '.join(running)}); "
+                           "stop them or delete with ?force=true", field="name")
+        for active in [a for a in self.active.values() if a.request.name == name]:
+            await self._cancel(active)
+        env, build_ids = self.catalog.remove(viewer, name)
+        for build_id in build_ids:
+            self.logs.remove(build_id)
+        await asyncio.to_thread(self.images.remove_tags, name, None, True)  # free the name
+        for hook in self.on_removed:
+            hook(env, build_ids)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def record(self, build_id: str) -> Build:
+        with self.catalog.session() as db:
+            return db.get(Build, build_id)
 
     def queue_position(self, build_id: str) -> int | None:
         return self.pending.index(build_id) + 1 if build_id in self.pending else None
 
-    def build_json(self, build_or_id) -> dict:
-        if isinstance(build_or_id, str):
-            with self.service.db() as db:
-                build = db.get(Build, build_or_id)
-        else:
-            build = build_or_id
-        url = self.service.url("api/builds", build.id)
-        return {
-            "id": build.id, "environment": build.environment, "repo": build.repo,
-            "ref": build.ref, "commit": build.commit, "image": build.image,
-            "status": build.status, "queue_position": self.queue_position(build.id),
-            "cache_hit": build.cache_hit, "owner": build.owner, "profile": build.profile,
-            "error": build.error or None, "created": iso(build.created),
-            "started": iso(build.started), "finished": iso(build.finished),
-            "spec_version": build.spec_version,
-            "url": url, "events_url": url + "/events",
-        }
+    def live_events(self, build_id: str) -> BuildEvents | None:
+        active = self.active.get(build_id)
+        return active.events if active else None

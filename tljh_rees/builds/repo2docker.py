@@ -1,7 +1,6 @@
 """Run repo2docker as a subprocess and turn its JSON log into lines and phases.
 
-Swappable: the service builds through ``ReesService.builder_class``; anything with the
-same ``build`` coroutine can stand in (e.g. a remote builder).
+The service's default :class:`~tljh_rees.builds.builder.Builder`.
 """
 
 from __future__ import annotations
@@ -15,14 +14,11 @@ import tempfile
 from typing import AsyncIterator, Callable
 
 from traitlets import Dict, Int, List, Unicode
-from traitlets.config import LoggingConfigurable
+
+from .builder import BuildFailed, Builder
 
 
-class BuildFailed(RuntimeError):
-    pass
-
-
-class Repo2DockerBuilder(LoggingConfigurable):
+class Repo2DockerBuilder(Builder):
     """Builds a checked-out REES repository into an image with repo2docker."""
 
     base_image = Unicode("", config=True,

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ..catalog.access import Viewer
+from ..catalog.catalog import DESCRIPTION_MAX, DISPLAY_NAME_MAX, check_public, check_text
+from ..catalog.profiles import Profiles
 from ..errors import InputError
+from .credentials import Credentials
+from .sources import GitSource, Source
 
 SCHEMES = ("https", "http", "git", "ssh")
 LOCAL_SCHEMES = ("file",)
@@ -18,36 +23,28 @@ SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$")  # git@host:ow
 
 
 @dataclass
-class Credentials:
-    """Username and token for a private repository: used for the clone, then dropped."""
-
-    username: str
-    password: str = field(repr=False)
-
-    def secrets(self) -> list[str]:
-        """The strings that must never be shown, in every form they could appear in."""
-        forms = set()
-        for value in (self.password, self.username if self.password else ""):
-            if value and len(value) >= 4:
-                forms |= {value, urllib.parse.quote(value, safe=""),
-                          urllib.parse.quote_plus(value)}
-        return sorted(forms, key=len, reverse=True)
-
-
-@dataclass
 class BuildRequest:
-    repo: str
-    ref: str = ""
-    name: str = ""
-    profile: str = ""
-    owner: str = ""
-    credentials: Credentials | None = None
-    display_name: str = ""
-    description: str = ""
-    public: bool = True
+    """A validated request to build ``ref`` of ``source`` into the environment ``name``.
+
+    ``profile``, ``public``, ``display_name`` and ``description`` apply to a new
+    environment, or change an existing one; None keeps what it has (so a rebuild never
+    makes a private environment public by leaving a field out).
+    """
+
+    source: Source
+    ref: str
+    name: str
+    requester: Viewer
+    profile: str | None = None
+    public: bool | None = None
+    display_name: str | None = None
+    description: str | None = None
     spec_name: str | None = None
     spec_version: str | None = None
-    local_ok: bool = False  # internal callers (the composer) build from local paths
+
+    @property
+    def repo(self) -> str:
+        return self.source.repo
 
 
 def _strip_userinfo(repo: str) -> tuple[str, Credentials | None]:
@@ -149,26 +146,24 @@ def check_credentials(value) -> Credentials | None:
     return Credentials(username or "git", password)
 
 
-def parse_request(data: dict, owner: str, profiles: list[dict], allow_local: bool,
-                  default_profile: str = "") -> BuildRequest:
+def environment_options(data: dict, profiles: Profiles) -> dict:
+    """The environment fields a build request may set (None: keep or default)."""
+    profile = data.get("profile")
+    return {
+        "profile": profiles.check(profile) if profile is not None else None,
+        "public": check_public(data.get("public")),
+        "display_name": check_text(data, "display_name", DISPLAY_NAME_MAX),
+        "description": check_text(data, "description", DESCRIPTION_MAX),
+    }
+
+
+def parse_request(data: dict, requester: Viewer, profiles: Profiles,
+                  allow_local: bool) -> BuildRequest:
     """Validate the API's JSON body (unknown fields are refused before this)."""
     repo, url_credentials = check_repo(data.get("repo"), allow_local)
     credentials = check_credentials(data.get("credentials")) or url_credentials
-    profile = data.get("profile") or default_profile
-    if profile and profile not in {p["name"] for p in profiles}:
-        names = ", ".join(p["name"] for p in profiles) or "none are configured"
-        raise InputError("profile", f"unknown profile {profile!r}; expected one of: {names}")
-    for key in ("display_name", "description"):
-        if not isinstance(data.get(key, ""), str):
-            raise InputError(key, "expected text")
-    if len(data.get("description") or "") > 2000:
-        raise InputError("description", "longer than 2000 characters")
-    public = data.get("public", True)
-    if not isinstance(public, bool):
-        raise InputError("public", "expected true or false")
     return BuildRequest(
-        repo=repo, ref=check_ref(data.get("ref")), name=check_name(data.get("name"), repo),
-        profile=profile, owner=owner, credentials=credentials,
-        display_name=(data.get("display_name") or "")[:200],
-        description=data.get("description") or "", public=public,
+        source=GitSource(repo, credentials, allow_local=allow_local),
+        ref=check_ref(data.get("ref")), name=check_name(data.get("name"), repo),
+        requester=requester, **environment_options(data, profiles),
     )

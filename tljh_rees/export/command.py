@@ -54,20 +54,17 @@ def split_image_name(text: str | None, repo: str) -> tuple[str, str]:
     return name, tag
 
 
-def _input_message(error) -> str:
-    return error.log_message % error.args if error.args else error.log_message
-
-
 def resolve_repo(repo: str, ref: str | None):
     """Validated (repo, ref, credentials); credentials only from the environment."""
-    from ..builds.request import Credentials, check_ref, check_repo
+    from ..builds.credentials import Credentials
+    from ..builds.request import check_ref, check_repo
     from ..errors import InputError
 
     try:
         repo, url_credentials = check_repo(repo, allow_local=True)
         ref = check_ref(ref)
     except InputError as e:
-        raise ExportError(_input_message(e)) from None
+        raise ExportError(str(e)) from None
     if url_credentials:
         raise ExportError(f"put the repository's credentials in {GIT_USERNAME_ENV} and "
                           f"{GIT_PASSWORD_ENV}, not in the URL (command lines are visible "
@@ -78,56 +75,58 @@ def resolve_repo(repo: str, ref: str | None):
     return repo, ref, credentials
 
 
-def image_exists(api, image: str) -> bool:
-    import docker.errors
-
-    try:
-        api.inspect_image(image)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
 def build_image(api, repo: str, ref: str, name: str, tag: str, config: Config,
                 progress: TerminalProgress) -> tuple[str, str]:
-    """Check out ``ref`` and build it with repo2docker unless built already.
+    """Build ``ref`` of ``repo`` with the service's own build step, unless built already.
 
-    Returns (image, commit); the image is ``NAME:TAG``, or ``NAME:<commit[:12]>``.
+    Returns (image, commit); the image is ``NAME:TAG``, or ``NAME:<commit[:12]>``, which
+    is reused when it exists.
     """
-    from ..builds.git import GitError, checkout, resolve_ref
-    from ..builds.repo2docker import BuildFailed, Repo2DockerBuilder
-    from ..engine.catalog import image_labels
+    from ..builds.builder import BuildFailed
+    from ..builds.git import GitError
+    from ..builds.pipeline import fetch_and_build
+    from ..builds.repo2docker import Repo2DockerBuilder
+    from ..builds.sources import GitSource
+    from ..engine.images import DockerImages, provenance_labels
+    from ..errors import ReesError
 
     repo, ref, credentials = resolve_repo(repo, ref)
+    source = GitSource(repo, credentials, allow_local=True)
+    images = DockerImages(lambda: api)
+
+    def image_for(commit: str) -> str:
+        return f"{name}:{tag or commit[:12]}"
+
+    def reuse(commit: str) -> str | None:
+        return None if tag else image_for(commit)  # a given tag is always built anew
+
+    def on_line(line: str) -> None:
+        if "is already built" in line:
+            progress.note(line.rstrip().replace("is already built from this commit",
+                                                "is built already; reusing it"))
+        elif line.strip():
+            progress.note(line.rstrip())
+
     try:
         progress.step(f"Resolving {ref} in {repo}")
-        commit = resolve_ref(repo, ref, credentials)
-        if commit and not tag and image_exists(api, f"{name}:{commit[:12]}"):
-            progress.note(f"{name}:{commit[:12]} is built already; reusing it")
-            return f"{name}:{commit[:12]}", commit
+        commit = asyncio.run(source.resolve(ref))
+        if commit and reuse(commit) and images.inspect(reuse(commit)):
+            progress.note(f"{reuse(commit)} is built already; reusing it")
+            return reuse(commit), commit
+        progress.step(f"Checking out {ref} and building it with repo2docker")
         with tempfile.TemporaryDirectory(prefix="rees-src-") as tmp:
-            source = os.path.join(tmp, "repo")
-            progress.step(f"Checking out {ref}")
-            commit = checkout(repo, ref, source, credentials)
-            image = f"{name}:{tag or commit[:12]}"
-            progress.note(f"commit {commit}")
-            if not tag and image_exists(api, image):
-                progress.note(f"{image} is built already; reusing it")
-                return image, commit
-            progress.step(f"Building {image} with repo2docker")
-            labels = image_labels(repo=repo, ref=ref, commit=commit,
-                                  created=datetime.datetime.now(datetime.timezone.utc)
-                                  .strftime("%Y-%m-%dT%H:%M:%SZ"))
-            builder = Repo2DockerBuilder(config=config)
-
-            def on_line(line: str) -> None:
-                if line.strip():
-                    progress.note(line.rstrip())
-
-            asyncio.run(builder.build(source, image, labels, on_line=on_line))
-            return image, commit
-    except (GitError, BuildFailed) as e:
-        raise ExportError(str(e)) from None
+            built = asyncio.run(fetch_and_build(
+                source, ref, tmp, Repo2DockerBuilder(config=config), images,
+                image_for=image_for,
+                labels_for=lambda c: provenance_labels(
+                    repo=repo, ref=ref, commit=c,
+                    created=datetime.datetime.now(datetime.timezone.utc)
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")),
+                reuse=reuse, on_line=on_line))
+        progress.note(f"commit {built.commit}")
+        return built.image, built.commit
+    except (GitError, BuildFailed, ReesError) as e:
+        raise ExportError(source.redact(str(e))) from None
 
 
 def export_and_push(api, image: str, sif: str | None, targets: list[PushTarget],
