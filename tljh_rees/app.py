@@ -1,12 +1,20 @@
 """The rees service: a Hub-managed Tornado application.
 
-JupyterHub starts it (``python -m tljh_rees.app``) with its API token and URLs in the
-environment and our traitlets config in ``TLJH_REES_CONFIG`` (see ``hubconfig``).
+JupyterHub starts it (``python -m tljh_rees.service``) with its API token and URLs in the
+environment. Its configuration comes, in this order, from the ``rees`` settings (passed
+by ``hubconfig`` in ``TLJH_REES_CONFIG``) and from the admin's own files in
+``config_dir``: ``rees_config.py``, then ``rees_config.d/*.py`` in name order — like
+``jupyterhub_config.py``, and later files win. ``python -m tljh_rees.app --help-all``
+lists every setting.
+
+The service builds each collaborator once (:meth:`ReesService.collaborators`), hands
+them to handlers by name through the Tornado settings, and starts and stops them here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import importlib
 import logging
 import os
@@ -16,42 +24,56 @@ import docker
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from docker.errors import APIError, ImageNotFound
-from sqlalchemy import or_, select
 from traitlets import Dict, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
-from . import LABEL_PREFIX, SERVICE_NAME, __version__
+from . import SERVICE_NAME, __version__
+from .builds.builder import Builder
 from .builds.manager import BuildManager
+from .builds.orphans import ProcessNotes
 from .builds.repo2docker import Repo2DockerBuilder
-from .engine.catalog import ENVIRONMENT_LABEL
-from .store.db import open_database
-from .store.logs import LogStore
-from .store.models import Build, Environment
+from .catalog import Catalog, Profiles
+from .composer.preview import Previewer
+from .composer.service import Composer
+from .composer.store import SpecStore
+from .engine.images import DockerImages
+from .export.convert import SifConverter
+from .export.jobs import ExportManager
+from .gallery.store import Gallery
 from .hubapi import HubAPI
 from .hubconfig import read_service_config
+from .launcher import Launcher
+from .store.db import open_database
+from .store.logs import LogStore
 
 # Each module's ``routes()`` lists (path under the service prefix, handler class).
 ROUTE_MODULES = [
     "tljh_rees.handlers.api",
     "tljh_rees.handlers.builds",
+    "tljh_rees.handlers.environments",
     "tljh_rees.handlers.launch",
     "tljh_rees.handlers.exports",
     "tljh_rees.handlers.specs",
     "tljh_rees.handlers.gallery",
-    "tljh_rees.handlers.buildlog",
     "tljh_rees.handlers.pages",
 ]
+CONFIG_FILE = "rees_config.py"
+CONFIG_FOLDER = "rees_config.d"
 
 
 class ReesService(Application):
     name = "tljh-rees"
     description = "Build and launch reproducible environments on a JupyterHub."
+    classes = [BuildManager, Repo2DockerBuilder, LogStore, ExportManager, SifConverter,
+               Gallery, Composer, SpecStore, Previewer]
 
     ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
     port = Integer(6789, config=True, help="Port the service listens on.")
     state_dir = Unicode("/opt/tljh/state/rees", config=True,
                         help="Database, build logs, specs and exports live here.")
+    config_dir = Unicode("", config=True,
+                         help=f"Folder of the admin's {CONFIG_FILE} and {CONFIG_FOLDER}/ "
+                              "(under TLJH: /opt/tljh/config); '' for none.")
     db_url = Unicode(config=True, help="SQLAlchemy URL of the service database.")
     profiles = List(Dict(), config=True, help="Machine profiles (see settings).")
     default_profile = Unicode("", config=True)
@@ -59,8 +81,12 @@ class ReesService(Application):
     service_prefix = Unicode(config=True, help="URL prefix the Hub's proxy routes to us.")
     hub_api_url = Unicode(config=True)
     hub_prefix = Unicode(config=True, help="URL prefix of the Hub's pages (e.g. /hub/).")
-    builder_class = Type(Repo2DockerBuilder, config=True,
-                         help="What turns a checked-out repository into an image.")
+    builder_class = Type(Repo2DockerBuilder, klass=Builder, config=True,
+                         help="What turns a fetched repository into an image.")
+    engine_sync_interval = Integer(
+        60, config=True,
+        help="Seconds between looks at the engine's images, so the catalog notices an "
+             "image removed by hand (also done at every start).")
 
     @default("db_url")
     def _db_url_default(self):
@@ -82,61 +108,49 @@ class ReesService(Application):
     def base_url(self) -> str:
         return os.environ.get("JUPYTERHUB_BASE_URL", "/")
 
-    def profile(self, name: str) -> dict | None:
-        return next((p for p in self.profiles if p["name"] == name), None)
+    def load_admin_config(self) -> None:
+        """The admin's Python config files, read after the ``rees`` settings."""
+        if not self.config_dir:
+            return
+        files = [os.path.join(self.config_dir, CONFIG_FILE)]
+        files += sorted(glob.glob(os.path.join(self.config_dir, CONFIG_FOLDER, "*.py")))
+        for path in files:
+            if os.path.isfile(path):
+                self.log.info("reading %s", path)
+                self.load_config_file(os.path.basename(path), os.path.dirname(path))
 
-    def url(self, *parts: str) -> str:
-        return url_path_join(self.service_prefix, *parts)
+    # -- collaborators, built once --------------------------------------------------------
 
-    def docker_api(self) -> docker.APIClient:
-        """The service's one engine client: making one asks the engine for its API
-        version, which every request would otherwise pay again."""
-        if self._docker_api is None:
-            self._docker_api = docker.APIClient(version="auto", timeout=120)
-        return self._docker_api
-
-    _docker_api = None
-
-    # -- environments, as the database and the engine see them --------------------------
-
-    def visible_environments(self, db, user: str, admin: bool) -> list[Environment]:
-        query = select(Environment).order_by(Environment.name)
-        if not admin:
-            query = query.where(or_(Environment.public, Environment.owner == user))
-        return list(db.scalars(query).all())
-
-    def visible_environment_names(self, db, user: str, admin: bool) -> set[str]:
-        return {env.name for env in self.visible_environments(db, user, admin)}
-
-    def last_build(self, db, name: str) -> Build | None:
-        return db.scalars(select(Build).where(Build.environment == name)
-                          .order_by(Build.created.desc()).limit(1)).first()
-
-    def servers_using(self, name: str) -> list[str]:
-        """Names of the containers running from environment ``name``."""
-        containers = self.docker_api().containers(
-            filters={"label": f"{LABEL_PREFIX}server-environment={name}"})
-        return [c["Names"][0].lstrip("/") for c in containers]
-
-    def remove_environment(self, name: str) -> None:
-        """Remove the environment's images and record (its build history stays).
-
-        Images still used by a running server are only untagged: the server keeps
-        running, and the engine frees the space once it stops.
-        """
-        api = self.docker_api()
-        for image in api.images(filters={"label": f"{ENVIRONMENT_LABEL}={name}"}):
-            for tag in image.get("RepoTags") or []:
-                api.remove_image(tag, force=True)
-            try:
-                api.remove_image(image["Id"])
-            except (ImageNotFound, APIError):
-                pass
-        with self.db() as db:
-            env = db.get(Environment, name)
-            if env is not None:
-                db.delete(env)
-                db.commit()
+    def collaborators(self) -> dict:
+        """Every part of the service, by the name handlers use for it."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        api = docker.APIClient(version="auto", timeout=120)  # one client: each new one
+        images = DockerImages(lambda: api)                   # asks the engine's version
+        catalog = Catalog(open_database(self.db_url), Profiles(self.profiles,
+                                                                self.default_profile))
+        logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
+        builder = self.builder_class(parent=self)
+        builds = BuildManager(catalog, logs, builder, images,
+                              ProcessNotes(os.path.join(self.state_dir, "running")),
+                              parent=self)
+        exports = ExportManager(lambda: api, os.path.join(self.state_dir, "exports"),
+                                parent=self)
+        gallery = Gallery(lambda: api, os.path.join(self.state_dir, "gallery"), parent=self)
+        composer = Composer(os.path.join(self.state_dir, "specs"), parent=self)
+        preview = composer.previewer  # previews show what this builder will build
+        preview.base_image = preview.base_image or getattr(builder, "base_image", "")
+        preview.user_name = getattr(builder, "user_name", preview.user_name)
+        preview.user_id = getattr(builder, "user_id", preview.user_id)
+        builds.on_built.append(gallery.index_soon)
+        builds.on_removed.append(exports.forget_environment)
+        hub = HubAPI(self.hub_api_url)
+        return {
+            "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
+            "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
+            "composer": composer, "launcher": Launcher(catalog, hub),
+            "gallery_show": self.gallery_show,
+            "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
+        }
 
     def handlers(self) -> list:
         prefix = self.service_prefix
@@ -146,40 +160,59 @@ class ReesService(Application):
                 routes.append((url_path_join(prefix, path), handler))
         return routes
 
-    def make_app(self) -> web.Application:
+    def make_app(self, parts: dict) -> web.Application:
         return web.Application(
             self.handlers(),
-            rees=self,
             cookie_secret=os.urandom(32),
             static_path=os.path.join(os.path.dirname(__file__), "static"),
             static_url_prefix=url_path_join(self.service_prefix, "static/"),
             template_path=os.path.join(os.path.dirname(__file__), "templates"),
+            **parts,
         )
 
+    # -- running --------------------------------------------------------------------------
+
     async def start_async(self, server=None) -> None:
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        self.db = await asyncio.to_thread(open_database, self.db_url)
-        self.logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
-        self.builder = self.builder_class(parent=self)
-        self.builds = BuildManager(self, parent=self)
-        self.hub = HubAPI(self.hub_api_url)
-        app = self.make_app()
+        parts = await asyncio.to_thread(self.collaborators)
+        app = self.make_app(parts)
         if server is None:
             server = app.listen(self.port, self.ip)
         else:
             server.request_callback = app  # take over the socket ``service.py`` opened early
         self.log.info("tljh-rees %s listening on %s:%s%s", __version__, self.ip, self.port,
                       self.service_prefix)
-        await self.builds.start()
+        builds = parts["builds"]
+        await self._sync_with_engine(parts)
+        parts["logs"].prune(keep=parts["catalog"].build_ids())
+        await builds.start()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
-        watch = asyncio.create_task(self._stop_when_orphaned(stopping))
+        tasks = [asyncio.create_task(self._stop_when_orphaned(stopping)),
+                 asyncio.create_task(self._keep_in_step(parts))]
         await stopping.wait()
-        watch.cancel()
+        for task in tasks:
+            task.cancel()
         self.log.info("stopping: running builds will be re-queued at the next start")
         server.stop()
-        await self.builds.shutdown()
+        await builds.shutdown()
+        await parts["exports"].shutdown()
+
+    async def _sync_with_engine(self, parts: dict) -> None:
+        """Tell the catalog which images the engine has (one listing of the engine)."""
+        try:
+            sizes, tags = await asyncio.to_thread(parts["images"].present)
+        except docker.errors.DockerException as e:
+            self.log.warning("cannot list the engine's images: %s", e)
+            return
+        for name in parts["catalog"].sync(sizes, tags):
+            self.log.warning("environment %s: its image is gone; rebuild it", name)
+        parts["gallery"].prune(set(sizes))
+
+    async def _keep_in_step(self, parts: dict) -> None:
+        while True:
+            await asyncio.sleep(self.engine_sync_interval)
+            await self._sync_with_engine(parts)
 
     async def _stop_when_orphaned(self, stopping: asyncio.Event) -> None:
         """Exit if the Hub that started us is gone: a new Hub starts its own service,
@@ -194,12 +227,26 @@ class ReesService(Application):
         asyncio.run(self.start_async())
 
 
+class ServiceUrls:
+    """Where the service and the Hub are, for links in pages and JSON."""
+
+    def __init__(self, service_prefix: str, hub_prefix: str, base_url: str):
+        self.service_prefix = service_prefix
+        self.hub_prefix = hub_prefix
+        self.base_url = base_url
+
+    def __call__(self, *parts: str) -> str:
+        """A path under the service prefix."""
+        return url_path_join(self.service_prefix, *parts)
+
+
 def make_service(argv=None) -> ReesService:
     logging.basicConfig(level=logging.INFO,
                         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     service = ReesService(config=read_service_config())
     service.log = logging.getLogger("tljh_rees")
     service.initialize(argv)
+    service.load_admin_config()
     return service
 
 

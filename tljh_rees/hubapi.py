@@ -1,4 +1,7 @@
-"""The few calls the service makes to the Hub's REST API, with its own token."""
+"""The few calls the service makes to the Hub's REST API, with its own token.
+
+The token has ``admin:servers``: the service only uses it for a user who asked with a
+token that may start their own servers (see ``launcher.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ import os
 import urllib.parse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from tornado.web import HTTPError
+
+from .errors import ReesError
 
 
 class HubAPI:
@@ -27,6 +31,9 @@ class HubAPI:
             response = await AsyncHTTPClient().fetch(f"{self.api_url}/{path.lstrip('/')}",
                                                      method=method, headers=headers,
                                                      body=data, request_timeout=120)
+        except OSError as e:
+            raise ReesError(f"the Hub is not reachable: {e.strerror or e}", status=502) \
+                from None
         except HTTPClientError as e:
             message = e.message
             if e.response is not None and e.response.body:
@@ -34,8 +41,8 @@ class HubAPI:
                     message = json.loads(e.response.body).get("message") or message
                 except ValueError:
                     pass
-            raise HTTPError(e.code if e.code < 500 else 502, "%s", f"the Hub said: {message}") \
-                from None
+            raise ReesError(f"the Hub said: {message}",
+                            status=e.code if e.code < 500 else 502) from None
         if response.body:
             return json.loads(response.body)
         return None

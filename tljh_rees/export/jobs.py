@@ -18,7 +18,7 @@ import docker.errors
 from traitlets import Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..engine.catalog import EnvironmentImage
+from ..store.models import Environment
 from .convert import SifConverter, remove_tree
 from .errors import ExportError
 from .progress import Progress
@@ -61,6 +61,7 @@ class JobProgress(Progress):
     def step(self, name, total=None, unit="bytes"):
         super().step(name, total, unit)
         self.job.update(step=name, progress=None)
+        self.job["steps"].append(name)
 
     def advance(self, done):
         super().advance(done)
@@ -78,26 +79,18 @@ class ExportManager(LoggingConfigurable):
              "or Docker config); the job then gives an 'apptainer pull oras://…' command.")
     concurrency = Int(1, config=True, help="Exports that run at once.")
 
-    def __init__(self, service, **kwargs):
+    def __init__(self, docker_api, default_directory: str, **kwargs):
+        """``docker_api()`` returns a docker ``APIClient``."""
         super().__init__(**kwargs)
-        self.service = service
+        self.docker_api = docker_api
         if not self.directory:
-            self.directory = os.path.join(service.state_dir, "exports")
+            self.directory = default_directory
         self.work_dir = os.path.join(self.directory, "work")
         os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         self.jobs: dict[str, dict] = {}
         self.tasks: dict[str, asyncio.Task] = {}
         self.slots = asyncio.Semaphore(self.concurrency)
         self._clean_leftovers()
-
-    @classmethod
-    def of(cls, service) -> "ExportManager":
-        """The service's manager, made at first use (configured by the service's config)."""
-        manager = getattr(service, "_export_manager", None)
-        if manager is None:
-            manager = cls(service, parent=service)
-            service._export_manager = manager
-        return manager
 
     # -- files ----------------------------------------------------------------------------
 
@@ -149,6 +142,18 @@ class ExportManager(LoggingConfigurable):
     def get(self, export_id: str) -> dict | None:
         return self.jobs.get(export_id) or self.record(export_id)
 
+    def forget_environment(self, env: Environment, build_ids: list[str]) -> None:
+        """An environment was deleted: remove its exports (unless being made), so a new
+        environment of the same name starts without them."""
+        for path in glob.glob(os.path.join(self.directory, "*.json")):
+            export_id = os.path.basename(path)[:-5]
+            record = self.record(export_id)
+            if record and record["environment"] == env.name and export_id not in self.tasks:
+                for stale in (path, self.sif_path(export_id)):
+                    if os.path.exists(stale):
+                        os.remove(stale)
+                self.jobs.pop(export_id, None)
+
     def for_environment(self, name: str) -> list[dict]:
         found = {j["id"]: j for j in self.jobs.values() if j["environment"] == name}
         for path in glob.glob(os.path.join(self.directory, "*.json")):
@@ -157,20 +162,22 @@ class ExportManager(LoggingConfigurable):
                 found.setdefault(record["id"], record)
         return sorted(found.values(), key=lambda j: j["created"], reverse=True)
 
-    def start(self, env: EnvironmentImage) -> dict:
-        """The export of ``env``'s image: finished, running, or started now."""
+    def start(self, env: Environment) -> dict:
+        """The export of ``env``'s image: finished, running, or started now. Private
+        environments are never pushed to the shared registry."""
         export_id = env.image_id.split(":", 1)[-1]
         existing = self.get(export_id)
         if existing and existing["status"] in ("queued", "running", "done"):
             return existing
-        commit = env.label("commit")
+        commit = env.commit
         job = {
             "id": export_id, "environment": env.name, "image": env.image,
             "image_id": env.image_id, "commit": commit or None,
             "filename": f"{env.name}-{(commit or export_id)[:12]}.sif",
-            "status": "queued", "step": "waiting for earlier exports", "progress": None,
+            "status": "queued", "step": "waiting for earlier exports", "steps": [],
+            "progress": None,
             "error": None, "created": _now(), "finished": None, "size": None,
-            "sha256": None, "pushed_to": None,
+            "sha256": None, "pushed_to": None, "push": bool(self.push_registry and env.public),
         }
         self.jobs[export_id] = job
         self.tasks[export_id] = asyncio.create_task(self._run(job))
@@ -181,7 +188,7 @@ class ExportManager(LoggingConfigurable):
         try:
             async with self.slots:
                 job.update(status="running", step="starting")
-                api = self.service.docker_api()
+                api = self.docker_api()
                 await in_daemon_thread(self.prune, api)
                 await in_daemon_thread(self._export, api, job)
             job.update(status="done", step="done", progress=1.0, finished=_now())
@@ -202,7 +209,7 @@ class ExportManager(LoggingConfigurable):
         from .push import push_sif, sha256_file
 
         progress = JobProgress(job)
-        converter = SifConverter(parent=self.service)
+        converter = SifConverter(parent=self)
         if not converter.work_dir:
             converter.work_dir = self.work_dir
         out = self.sif_path(job["id"])
@@ -214,7 +221,7 @@ class ExportManager(LoggingConfigurable):
         job["size"] = os.path.getsize(out)
         progress.step("Checksumming the SIF", total=job["size"])
         job["sha256"] = sha256_file(out, progress).split(":", 1)[1]
-        if self.push_registry:
+        if job["push"]:
             tag = (job["commit"] or job["id"])[:12]
             target = parse_target(f"{self.push_registry.rstrip('/')}/{job['environment']}:{tag}")
             push_sif(out, target, progress)

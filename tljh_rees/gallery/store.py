@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 
-from traitlets import Integer, Unicode, default
+from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .files import ImagePlaces, Limits, extract_repository, kind_of, README_NAMES
@@ -83,17 +83,23 @@ class Gallery(LoggingConfigurable):
     max_scan_bytes = Integer(
         2 * 1024**3, config=True,
         help="How much of an environment's repository folder is read when indexing it.")
-    cache_dir = Unicode(config=True, help="Where the gallery keeps files and renderings.")
+    cache_dir = Unicode("", config=True,
+                        help="Where the gallery keeps files and renderings; '' for "
+                             "{state_dir}/gallery.")
+    index_concurrency = Integer(
+        1, config=True, help="Images indexed at once after builds (each streams its files "
+                             "from Docker).")
 
-    @default("cache_dir")
-    def _cache_dir_default(self):
-        return os.path.join(self.parent.state_dir, "gallery")
-
-    def __init__(self, docker_api, **kwargs):
+    def __init__(self, docker_api, default_cache_dir: str = "", **kwargs):
         """``docker_api()`` returns a docker ``APIClient``."""
         super().__init__(**kwargs)
         self._docker_api = docker_api
+        if not self.cache_dir:
+            self.cache_dir = default_cache_dir
         self._locks: dict[str, asyncio.Lock] = {}
+        self._manifests: dict[str, Manifest] = {}  # read from disk once per image
+        self._indexing: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(self.index_concurrency)
 
     @property
     def limits(self) -> Limits:
@@ -125,16 +131,41 @@ class Gallery(LoggingConfigurable):
             return None  # an older format, or indexed under other limits: index again
         return manifest
 
+    def cached(self, image_id: str) -> Manifest | None:
+        """The index of an image if it was made (never reads the image itself)."""
+        key = cache_key(image_id)
+        if key not in self._manifests:
+            manifest = self._load(image_id)
+            if manifest is None:
+                return None
+            self._manifests[key] = manifest
+        return self._manifests[key]
+
     async def manifest(self, image_id: str) -> Manifest:
-        """The index of an image's repository files, made on first use."""
-        manifest = self._load(image_id)
+        """The index of an image's repository files, made now if it was not yet."""
+        manifest = self.cached(image_id)
         if manifest is not None:
             return manifest
         async with self._lock(cache_key(image_id)):
-            manifest = self._load(image_id)
+            manifest = self.cached(image_id)
             if manifest is None:
                 manifest = await asyncio.to_thread(self._index, image_id)
+                self._manifests[cache_key(image_id)] = manifest
             return manifest
+
+    def index_soon(self, env) -> None:
+        """Index a newly built environment's image in the background, so the gallery
+        never reads images while someone waits."""
+        async def index():
+            async with self._slots:
+                try:
+                    await self.manifest(env.image_id)
+                except Exception as e:  # the page says so when asked; keep the service up
+                    self.log.warning("gallery: could not index %s: %s", env.name, e)
+
+        task = asyncio.get_running_loop().create_task(index())
+        self._indexing.add(task)
+        task.add_done_callback(self._indexing.discard)
 
     def _index(self, image_id: str) -> Manifest:
         os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
@@ -205,6 +236,9 @@ class Gallery(LoggingConfigurable):
             names = os.listdir(self.cache_dir)
         except FileNotFoundError:
             return
+        for key in list(self._manifests):
+            if key not in keep:
+                del self._manifests[key]
         for name in names:
             if name.split(".partial-", 1)[0] not in keep and name not in self._busy():
                 self.log.info("gallery: removing the cache of image %s", name)

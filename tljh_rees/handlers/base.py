@@ -1,4 +1,10 @@
-"""What every handler shares: Hub authentication, permissions, JSON errors."""
+"""What every handler shares: Hub authentication, the viewer, the service's parts by
+name, and errors as JSON.
+
+Handlers reach the collaborators the service built once (``app.ReesService``) through
+the properties below; they decide nothing about environments themselves: the catalog
+does (``tljh_rees.catalog``).
+"""
 
 from __future__ import annotations
 
@@ -9,45 +15,88 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from .. import ADMIN_SCOPE, BUILD_SCOPE
-from ..errors import InputError  # noqa: F401 (handlers raise it from here too)
+from ..catalog import Catalog, Viewer
+from ..errors import Forbidden, InputError, ReesError
+
+__all__ = ["APIHandler", "BaseHandler", "InputError", "error_message"]
+
+
+def error_message(status_code: int, exc) -> str:
+    """What to tell a person about an error: ours and tornado's say it; others don't."""
+    if isinstance(exc, ReesError):
+        return str(exc)
+    if isinstance(exc, web.HTTPError) and exc.log_message:
+        return exc.log_message % exc.args if exc.args else exc.log_message
+    if status_code >= 500:
+        return "Internal error in the rees service; the service log has details."
+    return HTTPStatus(status_code).phrase
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    # -- the service's parts ------------------------------------------------------------
+
     @property
-    def rees(self):
-        """The running :class:`tljh_rees.app.ReesService`."""
-        return self.settings["rees"]
+    def catalog(self) -> Catalog:
+        return self.settings["catalog"]
+
+    @property
+    def builds(self):
+        return self.settings["builds"]
+
+    @property
+    def urls(self):
+        return self.settings["urls"]
+
+    # -- who is asking --------------------------------------------------------------------
 
     @property
     def user_name(self) -> str:
         return self.current_user["name"]
 
     @property
-    def scopes(self) -> set[str]:
-        return set(self.current_user.get("scopes") or [])
-
-    @property
-    def is_admin(self) -> bool:
-        return bool(self.current_user.get("admin")) or ADMIN_SCOPE in self.scopes
-
-    @property
-    def can_build(self) -> bool:
-        return self.is_admin or BUILD_SCOPE in self.scopes
+    def viewer(self) -> Viewer:
+        """The current user with the rees permissions their token carries."""
+        user = self.current_user
+        scopes = set(user.get("scopes") or [])
+        name = user["name"]
+        return Viewer(name, admin=bool(user.get("admin")) or ADMIN_SCOPE in scopes,
+                      builder=BUILD_SCOPE in scopes,
+                      servers=bool({"servers", f"servers!user={name}"} & scopes))
 
     def permissions(self) -> dict:
-        return {"build": self.can_build, "admin": self.is_admin}
+        return {"build": self.viewer.can_build, "admin": self.viewer.admin}
 
     def require_build(self) -> None:
-        if not self.can_build:
-            raise web.HTTPError(403, "Building environments needs the build permission "
-                                     f"({BUILD_SCOPE}); ask a Hub admin.")
+        if not self.viewer.can_build:
+            raise Forbidden("Building environments needs the build permission "
+                            f"({BUILD_SCOPE}); ask a Hub admin.")
 
-    def may_manage(self, owner: str) -> bool:
-        return self.is_admin or (self.can_build and owner == self.user_name)
+    def int_argument(self, name: str, default: int) -> int:
+        value = self.get_argument(name, None)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise InputError(name, f"expected a whole number, got {value!r}") from None
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def send_error(self, status_code: int = 500, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ReesError):
+            status_code = exc.status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, ReesError):  # a person's mistake, not the service's
+            self.log.info("%s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
 
 
 class APIHandler(BaseHandler):
-    """JSON in and out; every error is ``{"error": ..., "status": N}``."""
+    """JSON in and out; every error is ``{"error": ..., "status": N, "field"?: ...}``."""
 
     max_body = 64 * 1024
 
@@ -65,33 +114,27 @@ class APIHandler(BaseHandler):
 
     def json_body(self, allowed: set[str], required: set[str] = frozenset()) -> dict:
         if len(self.request.body) > self.max_body:
-            raise web.HTTPError(413, f"The request body is larger than {self.max_body} bytes.")
+            raise ReesError(f"The request body is larger than {self.max_body} bytes.",
+                            status=413)
         try:
             data = json.loads(self.request.body or b"{}")
         except ValueError as e:
-            raise web.HTTPError(400, f"The request body is not valid JSON: {e}") from None
+            raise ReesError(f"The request body is not valid JSON: {e}") from None
         if not isinstance(data, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object.")
+            raise ReesError("The request body must be a JSON object.")
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise web.HTTPError(400, f"Unknown field(s) {', '.join(unknown)}; expected "
-                                     f"{', '.join(sorted(allowed))}.")
+            raise ReesError(f"Unknown field(s) {', '.join(map(repr, unknown))}; expected "
+                            f"{', '.join(sorted(allowed)) or 'no fields'}.")
         missing = sorted(k for k in required if data.get(k) in (None, ""))
         if missing:
-            raise web.HTTPError(400, f"Missing field(s): {', '.join(missing)}.")
+            raise ReesError(f"Missing field(s): {', '.join(missing)}.")
         return data
 
     def write_error(self, status_code, **kwargs):
-        message = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        elif status_code >= 500:
-            message = "Internal error in the rees service; the service log has details."
-        elif not message:
-            message = HTTPStatus(status_code).phrase
-        body = {"error": message, "status": status_code}
-        if isinstance(exc, InputError):
+        body = {"error": error_message(status_code, exc), "status": status_code}
+        if getattr(exc, "field", None):
             body["field"] = exc.field
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))

@@ -1,18 +1,19 @@
 """Export for HPC: start an environment's SIF export, follow it, download the file.
 
-Anyone who can see an environment may export it (like launching it); the SIF is made
-once per image and shared. Environments are read from the images (the catalog).
+Anyone who can see an environment may follow and download its exports; starting one
+(which takes minutes of CPU and gigabytes of disk) needs the build permission. The SIF
+is made once per image and shared.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from tornado import web
 
-from ..engine.catalog import EnvironmentImage, list_environments
+from ..errors import Conflict, NotFound
 from ..export.jobs import ExportManager
+from ..store.models import Environment
 from .base import APIHandler, InputError
 from .pages import PageHandler
 
@@ -24,29 +25,29 @@ class ExportAccess:
 
     @property
     def exports(self) -> ExportManager:
-        return ExportManager.of(self.rees)
+        return self.settings["exports"]
 
-    async def visible_environment(self, name: str) -> EnvironmentImage:
-        envs = await asyncio.to_thread(list_environments, self.rees.docker_api())
-        env = envs.get(name)
-        if env is None or not env.visible_to(self.user_name, self.is_admin):
-            raise InputError("name", f"no built environment {name}", status=404)
+    def built_environment(self, name: str) -> Environment:
+        env = self.catalog.get(self.viewer, name)
+        if not env.launchable:
+            raise Conflict(f"{name!r} has no built image to export", field="name")
         return env
 
-    async def visible_export(self, export_id: str) -> dict:
+    def visible_export(self, export_id: str) -> dict:
         job = self.exports.get(export_id)
         if job is not None:
-            envs = await asyncio.to_thread(list_environments, self.rees.docker_api())
-            env = envs.get(job["environment"])
-            if self.is_admin or (env is not None and env.visible_to(self.user_name, False)):
+            try:
+                self.catalog.get(self.viewer, job["environment"])
                 return job
-        raise InputError("id", f"no export {export_id}", status=404)
+            except NotFound:
+                pass
+        raise NotFound(f"no export {export_id}", field="id")
 
     def export_json(self, job: dict) -> dict:
         base = f"{self.request.protocol}://{self.request.host}"
-        download = self.rees.url("api/exports", job["id"], "download")
+        download = self.urls("api/exports", job["id"], "download")
         data = dict(job)
-        data["url"] = self.rees.url("api/exports", job["id"])
+        data["url"] = self.urls("api/exports", job["id"])
         data["download_url"] = download if job["status"] == "done" else None
         commands = {}
         if job["status"] == "done":
@@ -65,13 +66,14 @@ class EnvironmentExportsHandler(ExportAccess, APIHandler):
     @web.authenticated
     async def post(self, name):
         self.json_body(set())
-        env = await self.visible_environment(name)
+        env = self.built_environment(name)
+        self.require_build()
         job = self.exports.start(env)
         self.write_json(self.export_json(job), status=200 if job["status"] == "done" else 202)
 
     @web.authenticated
     async def get(self, name):
-        env = await self.visible_environment(name)
+        env = self.catalog.get(self.viewer, name)
         jobs = self.exports.for_environment(env.name)
         self.write_json({"exports": [self.export_json(j) for j in jobs]})
 
@@ -79,13 +81,13 @@ class EnvironmentExportsHandler(ExportAccess, APIHandler):
 class ExportHandler(ExportAccess, APIHandler):
     @web.authenticated
     async def get(self, export_id):
-        self.write_json(self.export_json(await self.visible_export(export_id)))
+        self.write_json(self.export_json(self.visible_export(export_id)))
 
 
 class ExportDownloadHandler(ExportAccess, APIHandler):
     @web.authenticated
     async def get(self, export_id):
-        job = await self.visible_export(export_id)
+        job = self.visible_export(export_id)
         if job["status"] != "done":
             raise InputError("id", f"the export is {job['status']}, not ready yet", status=409)
         path = self.exports.sif_path(export_id)
@@ -106,8 +108,7 @@ class ExportDownloadHandler(ExportAccess, APIHandler):
 class ExportPage(ExportAccess, PageHandler):
     @web.authenticated
     async def get(self, name):
-        env = await self.visible_environment(name)
-        self.render_page("export.html", environment=env)
+        self.render_page("export.html", environment=self.built_environment(name))
 
 
 def routes() -> list:

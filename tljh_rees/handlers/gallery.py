@@ -10,23 +10,20 @@ origin as the viewer.
 
 from __future__ import annotations
 
-import asyncio
 import tarfile
 from urllib.parse import quote, urlencode
 
 from docker.errors import DockerException, NotFound
 from markupsafe import Markup
-from sqlalchemy import select
 from tornado import web
 from tornado.escape import xhtml_escape
 from tornado.log import app_log
 
-from ..engine.catalog import EnvironmentImage, list_environments
-from ..gallery.listing import GalleryEntry, shown, with_record
+from ..gallery.listing import GalleryEntry
 from ..gallery.packages import normalize
 from ..gallery.render import NotebookProblem, readme_html
 from ..gallery.store import Gallery
-from ..store.models import Environment
+from ..store.models import Environment, iso
 from .base import APIHandler, BaseHandler
 from .pages import PageHandler
 
@@ -56,7 +53,8 @@ PAGE_CSP = "; ".join([
     "form-action 'self'",
     "frame-ancestors 'self'",
 ])
-INDEX_CONCURRENCY = 2  # environments indexed at once (each streams its files from Docker)
+PAGE_SIZE = 24
+INDEXING = "Its files are being read; this takes a moment after a build."
 PACKAGE_KINDS = {"python": "Python (pip)", "conda": "Conda", "r": "R", "apt": "System (apt)"}
 
 
@@ -65,27 +63,34 @@ class GalleryMixin:
 
     @property
     def gallery(self) -> Gallery:
-        gallery = self.settings.get("rees_gallery")
-        if gallery is None:
-            gallery = Gallery(self.rees.docker_api, parent=self.rees)
-            self.settings["rees_gallery"] = gallery
-        return gallery
+        return self.settings["gallery"]
 
-    def _records(self) -> dict:
-        with self.rees.db() as db:
-            return {e.name: e for e in db.scalars(select(Environment)).all()}
+    def environments(self) -> list[Environment]:
+        """What the gallery shows the viewer (``rees.gallery.show``: every environment
+        they may launch, or only public ones), by name."""
+        return self.catalog.visible(self.viewer, launchable_only=True,
+                                    public_only=self.settings["gallery_show"] == "public")
 
-    async def environments(self) -> list[EnvironmentImage]:
-        """The environments shown to the viewer, by display name."""
-        images = await asyncio.to_thread(list_environments, self.rees.docker_api())
-        self.gallery.prune({env.image_id for env in images.values()})
-        records = await asyncio.to_thread(self._records)
-        envs = [with_record(env, records.get(name)) for name, env in images.items()]
-        return sorted((e for e in envs
-                       if shown(e, self.user_name, self.is_admin, self.rees.gallery_show)),
-                      key=lambda e: (e.display_name.lower(), e.name))
+    def listed(self, env: Environment) -> GalleryEntry:
+        """An entry from the index made after its build (never reads the image now)."""
+        manifest = self.gallery.cached(env.image_id)
+        if manifest is None:
+            self.gallery.index_soon(env)
+            return GalleryEntry(env, None, INDEXING)
+        return GalleryEntry(env, manifest)
 
-    async def entry(self, env: EnvironmentImage) -> GalleryEntry:
+    def matching(self) -> list[GalleryEntry]:
+        filters = self.filters()
+        entries = [self.listed(env) for env in self.environments()]
+        return sorted((e for e in entries if e.matches(filters["q"], filters["repo"],
+                                                        filters["package"])),
+                      key=lambda e: (e.display_name.lower(), e.env.name))
+
+    async def find(self, name: str) -> GalleryEntry:
+        env = next((e for e in self.environments() if e.name == name), None)
+        if env is None:
+            raise web.HTTPError(404, f"There is no environment '{name}' in the gallery: it "
+                                     "may have been deleted, or not be shared with you.")
         try:
             return GalleryEntry(env, await self.gallery.manifest(env.image_id))
         except NotFound:
@@ -94,22 +99,6 @@ class GalleryMixin:
         except (DockerException, OSError, tarfile.TarError) as e:
             app_log.warning("gallery: could not index %s (%s): %s", env.name, env.image, e)
             return GalleryEntry(env, None, f"The environment's files could not be read: {e}")
-
-    async def entries(self, envs: list[EnvironmentImage]) -> list[GalleryEntry]:
-        slots = asyncio.Semaphore(INDEX_CONCURRENCY)
-
-        async def one(env):
-            async with slots:
-                return await self.entry(env)
-
-        return list(await asyncio.gather(*(one(env) for env in envs)))
-
-    async def find(self, name: str) -> GalleryEntry:
-        env = next((e for e in await self.environments() if e.name == name), None)
-        if env is None:
-            raise web.HTTPError(404, f"There is no environment '{name}' in the gallery: it "
-                                     "may have been deleted, or not be shared with you.")
-        return await self.entry(env)
 
     def notebook_of(self, entry: GalleryEntry, path: str):
         notebook = entry.manifest.notebook(path) if entry.manifest else None
@@ -120,18 +109,18 @@ class GalleryMixin:
 
     # -- URLs -----------------------------------------------------------------------------
 
-    def page_url(self, env: EnvironmentImage, *parts: str) -> str:
-        return self.rees.url("gallery", quote(env.name, safe=""), *parts)
+    def page_url(self, env: Environment, *parts: str) -> str:
+        return self.urls("gallery", quote(env.name, safe=""), *parts)
 
-    def notebook_url(self, env: EnvironmentImage, path: str) -> str:
+    def notebook_url(self, env: Environment, path: str) -> str:
         return self.page_url(env, "notebooks", quote(path))
 
-    def render_url(self, env: EnvironmentImage, path: str) -> str:
+    def render_url(self, env: Environment, path: str) -> str:
         return self.page_url(env, "render", quote(path))
 
     def launch_url(self, entry: GalleryEntry, path: str | None = None) -> str:
-        """The lead's launch endpoint; ``urlpath`` opens the notebook in JupyterLab."""
-        url = self.rees.url("launch", quote(entry.env.name, safe=""))
+        """The launch page; ``urlpath`` opens the notebook in JupyterLab."""
+        url = self.urls("launch", quote(entry.env.name, safe=""))
         server_path = entry.manifest.places.server_path(path) if (path and entry.manifest) \
             else None
         if server_path:
@@ -150,10 +139,10 @@ class GalleryMixin:
                 item["problem"] = "too large"
             notebooks.append(item)
         return {
-            "name": env.name, "display_name": env.display_name,
-            "description": env.label("description"), "repo": env.label("repo"),
-            "ref": env.label("ref"), "commit": env.label("commit"),
-            "owner": env.label("owner"), "created": env.label("created"),
+            "name": env.name, "display_name": entry.display_name,
+            "description": env.description, "repo": env.repo,
+            "ref": env.ref, "commit": env.commit,
+            "owner": env.owner, "created": iso(env.built),
             "public": env.public, "image": env.image,
             "packages": entry.packages(),
             "notebooks": notebooks,
@@ -194,17 +183,27 @@ class GalleryPageHandler(GalleryMixin, PageHandler):
 
 class GalleryPage(GalleryPageHandler):
     @web.authenticated
-    async def get(self):
-        entries = await self.entries(await self.environments())
-        filters = self.filters()
+    def get(self):
+        filters, everything = self.filters(), [self.listed(e) for e in self.environments()]
+        entries = self.matching()
+        offset = max(0, self.int_argument("offset", 0))
+        shown = entries[offset:offset + PAGE_SIZE]
+
+        def page_link(start: int) -> str:
+            query = {k: v for k, v in filters.items() if v}
+            return self.urls("gallery") + "?" + urlencode({**query, "offset": start})
+
         self.render_page(
             "gallery.html", active="gallery",
             cards=[{"env": self.describe(e), "search": e.search_text(),
-                    "packages": " ".join(normalize(n) for n in e.package_names()),
-                    "hidden": not e.matches(filters["q"], filters["repo"], filters["package"])}
-                   for e in entries],
-            repos=sorted({e.env.label("repo") for e in entries if e.env.label("repo")}),
-            packages=sorted({n for e in entries for n in e.package_names()}, key=str.lower),
+                    "packages": " ".join(normalize(n) for n in e.package_names())}
+                   for e in shown],
+            total=len(everything), matching=len(entries), offset=offset,
+            previous=page_link(max(0, offset - PAGE_SIZE)) if offset else None,
+            next=page_link(offset + PAGE_SIZE) if offset + PAGE_SIZE < len(entries) else None,
+            repos=sorted({e.env.repo for e in everything}),
+            packages=sorted({n for e in everything for n in e.package_names()},
+                            key=str.lower),
             filters=filters, package_kinds=PACKAGE_KINDS,
         )
 
@@ -266,13 +265,16 @@ class RenderedNotebook(GalleryMixin, BaseHandler):
 # -- JSON API ---------------------------------------------------------------------------
 
 class GalleryAPI(GalleryMixin, APIHandler):
+    """``?q=&repo=&package=&offset=&limit=``: the matching environments, a page at a time."""
+
     @web.authenticated
-    async def get(self):
-        filters = self.filters()
-        entries = await self.entries(await self.environments())
-        self.write_json({"environments": [self.describe(e) for e in entries
-                                          if e.matches(filters["q"], filters["repo"],
-                                                       filters["package"])]})
+    def get(self):
+        entries = self.matching()
+        offset = max(0, self.int_argument("offset", 0))
+        limit = max(1, min(self.int_argument("limit", 50), 200))
+        self.write_json({"environments": [self.describe(e)
+                                          for e in entries[offset:offset + limit]],
+                         "total": len(entries), "offset": offset, "limit": limit})
 
 
 class GalleryEnvironmentAPI(GalleryMixin, APIHandler):

@@ -1,124 +1,97 @@
-"""Launching environments: the applications API and shareable launch links."""
+"""Launching environments: the applications API and shareable launch links.
+
+A launch link (``launch/<environment>?profile=&urlpath=``) may come from any web page,
+so opening it starts nothing: it shows what would start (with the user's storage) and a
+button. The button posts back here (with the page's XSRF token), the server starts, and
+the browser follows its progress on the Hub's own page until ``urlpath`` opens.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import re
 import urllib.parse
 
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ..engine.catalog import list_environments
-from .base import APIHandler, BaseHandler, InputError
-
-SERVER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-
-async def check_launchable(handler: BaseHandler, environment, profile) -> tuple[str, str]:
-    """The environment and profile names, if this user may launch them; else 4xx."""
-    if not isinstance(environment, str) or not environment:
-        raise InputError("environment", "expected the name of a built environment")
-    envs = await asyncio.to_thread(list_environments, handler.rees.docker_api())
-    env = envs.get(environment)
-    if env is None or not env.visible_to(handler.user_name, handler.is_admin):
-        raise InputError("environment", f"no built environment named {environment!r}",
-                         status=404)
-    profile = profile or env.label("profile") or handler.rees.default_profile
-    if profile and handler.rees.profile(profile) is None:
-        names = ", ".join(p["name"] for p in handler.rees.profiles) or "none"
-        raise InputError("profile", f"unknown profile {profile!r}; expected one of: {names}")
-    return environment, profile
+from ..launcher import Launcher
+from .base import APIHandler, InputError
+from .pages import PageHandler
 
 
-def application_json(rees, user: str, server_name: str, server: dict) -> dict:
-    options = server.get("user_options") or {}
-    return {
-        "id": server_name, "environment": options.get("environment"),
-        "profile": options.get("profile"), "ready": server.get("ready", False),
-        "pending": server.get("pending"), "started": server.get("started"),
-        "location": server.get("url") or url_path_join("/user", user, server_name) + "/",
-    }
+class LaunchMixin:
+    @property
+    def launcher(self) -> Launcher:
+        return self.settings["launcher"]
 
 
-class ApplicationsHandler(APIHandler):
+class ApplicationsHandler(LaunchMixin, APIHandler):
     @web.authenticated
     async def get(self):
-        user = await self.rees.hub.user(self.user_name)
-        apps = [application_json(self.rees, self.user_name, name, server)
-                for name, server in (user.get("servers") or {}).items()
-                if (server.get("user_options") or {}).get("environment")]
-        self.write_json({"applications": apps})
+        self.write_json({"applications": await self.launcher.applications(self.viewer)})
 
     @web.authenticated
     async def post(self):
         data = self.json_body({"environment", "server_name", "profile"},
                               required={"environment"})
-        environment, profile = await check_launchable(self, data.get("environment"),
-                                                      data.get("profile"))
-        server_name = data.get("server_name") or environment
-        if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
-            raise InputError("server_name", "expected lowercase letters, digits, '.', '_' or "
-                                            "'-' (at most 63)")
-        user = await self.rees.hub.user(self.user_name)
-        existing = (user.get("servers") or {}).get(server_name)
-        if existing:
-            running_env = (existing.get("user_options") or {}).get("environment")
-            if running_env != environment:
-                raise InputError("server_name", f"a server named {server_name!r} already runs "
-                                                f"{running_env or 'another environment'}; stop it "
-                                                "or choose another name", status=409)
-        else:
-            options = {"environment": environment}
-            if profile:
-                options["profile"] = profile
-            await self.rees.hub.start_server(self.user_name, server_name, options)
-            user = await self.rees.hub.user(self.user_name)
-        server = (user.get("servers") or {}).get(server_name, {})
-        self.write_json(application_json(self.rees, self.user_name, server_name, server),
-                        status=201 if not existing else 200)
+        app, started = await self.launcher.launch(self.viewer, data.get("environment"),
+                                                  data.get("profile"),
+                                                  data.get("server_name"))
+        self.write_json(app, status=201 if started else 200)
 
 
-class ApplicationHandler(APIHandler):
+class ApplicationHandler(LaunchMixin, APIHandler):
     @web.authenticated
     async def get(self, server_name):
-        user = await self.rees.hub.user(self.user_name)
-        server = (user.get("servers") or {}).get(server_name)
-        if server is None:
-            raise InputError("id", f"you have no server {server_name!r}", status=404)
-        self.write_json(application_json(self.rees, self.user_name, server_name, server))
+        self.write_json(await self.launcher.application(self.viewer, server_name))
 
     @web.authenticated
     async def delete(self, server_name):
-        user = await self.rees.hub.user(self.user_name)
-        if server_name not in (user.get("servers") or {}):
-            raise InputError("id", f"you have no server {server_name!r}", status=404)
-        await self.rees.hub.stop_server(self.user_name, server_name)
+        await self.launcher.stop(self.viewer, server_name)
         self.set_status(202)
         self.finish()
 
 
-class LaunchHandler(BaseHandler):
-    """``launch/<environment>?profile=&urlpath=``: start or reuse a named server.
+def check_urlpath(value: str) -> str:
+    urlpath = value.lstrip("/")
+    if urlpath.startswith(("http:", "https:")) or "://" in urlpath or "\\" in urlpath \
+            or any(ord(c) < 32 for c in urlpath):
+        raise InputError("urlpath", "expected a path inside the server, like "
+                                    "lab/tree/x.ipynb")
+    return urlpath
 
-    The Hub's own spawn page does the rest: it starts the server with these options,
-    shows progress while it starts, and then sends the browser to ``urlpath``.
-    """
+
+class LaunchHandler(LaunchMixin, PageHandler):
+    def _server_url(self, environment: str, urlpath: str) -> str:
+        user = urllib.parse.quote(self.user_name, safe="")
+        return url_path_join(self.urls.base_url, "user", user, environment, urlpath)
 
     @web.authenticated
     async def get(self, environment):
-        environment, profile = await check_launchable(self, environment,
-                                                      self.get_argument("profile", ""))
-        urlpath = self.get_argument("urlpath", "").lstrip("/")
-        if urlpath.startswith(("http:", "https:")) or "://" in urlpath or "\\" in urlpath:
-            raise InputError("urlpath", "expected a path inside the server, like lab/tree/x.ipynb")
+        profile = self.get_argument("profile", "")
+        plan = self.catalog.launch_plan(self.viewer, environment, profile or None)
+        urlpath = check_urlpath(self.get_argument("urlpath", ""))
+        running = (await self.launcher.servers(self.viewer)).get(plan.environment)
+        if running and running.get("ready") and \
+                (running.get("user_options") or {}).get("environment") == plan.environment:
+            self.redirect(self._server_url(plan.environment, urlpath))  # starts nothing
+            return
+        env = self.catalog.get(self.viewer, plan.environment)
+        self.render_page("launch.html", environment=env, urlpath=urlpath,
+                         selected_profile=plan.profile["name"] if plan.profile else "",
+                         **self.profiles_context())
+
+    @web.authenticated
+    async def post(self, environment):
+        profile = self.get_body_argument("profile", "")
+        urlpath = check_urlpath(self.get_body_argument("urlpath", ""))
+        app, _ = await self.launcher.launch(self.viewer, environment, profile or None)
+        next_url = self._server_url(app["id"], urlpath)
+        if app["ready"]:
+            self.redirect(next_url)
+            return
         user = urllib.parse.quote(self.user_name, safe="")
-        next_url = url_path_join(self.rees.base_url, "user", user, environment, urlpath)
-        query = {"environment": environment, "next": next_url}
-        if profile:
-            query["profile"] = profile
-        spawn = url_path_join(self.rees.hub_prefix, "spawn", user, environment)
-        self.redirect(f"{spawn}?{urllib.parse.urlencode(query)}")
+        pending = url_path_join(self.urls.hub_prefix, "spawn-pending", user, app["id"])
+        self.redirect(f"{pending}?{urllib.parse.urlencode({'next': next_url})}")
 
 
 def routes() -> list:

@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 from tornado.escape import xhtml_escape
 
-from .base import BaseHandler
+from .base import BaseHandler, error_message
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
 _jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
@@ -22,8 +22,8 @@ class PageHandler(BaseHandler):
     def render_page(self, template: str, active: str = "", **context) -> None:
         html = _jinja.get_template(template).render(
             user=self.current_user,
-            prefix=self.rees.service_prefix,
-            hub_prefix=self.rees.hub_prefix,
+            prefix=self.urls.service_prefix,
+            hub_prefix=self.urls.hub_prefix,
             xsrf_token=self.xsrf_token.decode("ascii"),
             static_url=self.static_url,
             nav=NAV,
@@ -35,19 +35,17 @@ class PageHandler(BaseHandler):
 
     def profiles_context(self) -> dict:
         """The admin's machine profiles, for pickers: name, label and limits."""
+        profiles = self.catalog.profiles
         return {
             "profiles": [{"name": p["name"], "label": p.get("label") or p["name"],
                           "cpu": p.get("cpu"), "memory_text": p.get("memory_text"),
                           "description": p.get("description", "")}
-                         for p in self.rees.profiles],
-            "default_profile": self.rees.default_profile,
+                         for p in profiles.all],
+            "default_profile": profiles.default,
         }
 
     def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = ""
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
+        message = error_message(status_code, kwargs.get("exc_info", (None, None, None))[1])
         self.finish(f"<!DOCTYPE html><title>{status_code}</title><h1>{status_code}</h1>"
                     f"<p>{xhtml_escape(message)}</p>")
 
@@ -58,9 +56,9 @@ class EnvironmentsPage(PageHandler):
     @web.authenticated
     def get(self):
         # Build arguments are the admin's (they may hold secrets): builders see only names.
-        build_args = sorted(getattr(self.rees.builder, "build_args", None) or {})
+        build_args = sorted(getattr(self.settings["builder"], "build_args", None) or {})
         self.render_page("environments.html", active="", build_args=build_args,
-                         allow_local_repos=self.rees.builds.allow_local_repos,
+                         allow_local_repos=self.builds.allow_local_repos,
                          **self.profiles_context())
 
 
@@ -76,7 +74,7 @@ class EnvironmentsRedirect(BaseHandler):
     """``environments`` is the front page's older address."""
 
     def get(self):
-        self.redirect(self.rees.service_prefix, permanent=False)
+        self.redirect(self.urls.service_prefix, permanent=False)
 
 
 def routes() -> list:

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from urllib.parse import quote
 
 from tornado import web
 
-from ..builds.request import BuildRequest, check_name
+from ..builds.request import BuildRequest, check_name, environment_options
+from ..builds.sources import GitSource
 from ..composer.archive import read_folder, read_zip
 from ..composer.errors import SpecError
 from ..composer.sections import SECTIONS
 from ..composer.service import Composer
+from ..errors import Conflict, Forbidden
 from ..store.models import Environment
 from .base import APIHandler, InputError
+from .builds import build_json
 from .pages import PageHandler
 
 SPEC_NAME_PATTERN = r"([a-z0-9][a-z0-9._-]*)"
@@ -31,50 +33,24 @@ BUILD_FIELDS = {"version", "environment", "profile", "display_name", "descriptio
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 
 
-class SpecInputError(InputError):
-    """An InputError that may carry the validation problems of a refused save."""
-
-    def __init__(self, error: SpecError):
-        super().__init__(error.field, error.message, status=error.status)
-        self.problems = getattr(error, "problems", None)
-
-
 class ComposerMixin:
     @property
     def composer(self) -> Composer:
-        composer = self.settings.get("rees_composer")
-        if composer is None:
-            composer = Composer(os.path.join(self.rees.state_dir, "specs"), parent=self.rees)
-            builder = getattr(self.rees, "builder", None)
-            if builder is not None:  # preview what the builder will build
-                preview = composer.previewer
-                preview.base_image = preview.base_image or builder.base_image
-                preview.user_name, preview.user_id = builder.user_name, builder.user_id
-            self.settings["rees_composer"] = composer
-        return composer
-
-    async def call(self, fn, *args, **kwargs):
-        """Run a composer operation off the event loop; its errors become JSON errors."""
-        try:
-            result = fn(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                return await result
-            return result
-        except SpecError as e:
-            raise SpecInputError(e) from None
+        return self.settings["composer"]
 
     async def call_in_thread(self, fn, *args, **kwargs):
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except SpecError as e:
-            raise SpecInputError(e) from None
+        """Run a composer operation off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def may_manage(self, owner: str) -> bool:
+        return self.viewer.may_manage(owner)
 
     def spec_links(self, data: dict) -> dict:
         name = data["name"]
         data["links"] = {
-            "page": self.rees.url("composer", name),
-            "api": self.rees.url("api/specs", name),
-            "zip": self.rees.url("api/specs", name, "zip")
+            "page": self.urls("composer", name),
+            "api": self.urls("api/specs", name),
+            "zip": self.urls("api/specs", name, "zip")
                    + (f"?version={data['version']}" if data.get("version") else ""),
         }
         data["may_edit"] = self.may_manage(data.get("owner", ""))
@@ -86,25 +62,23 @@ class SpecsAPIHandler(ComposerMixin, APIHandler):
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, SpecInputError) and exc.problems is not None:
+        if isinstance(exc, SpecError) and getattr(exc, "problems", None) is not None:
             self.finish(json.dumps({
-                "error": exc.log_message % exc.args, "status": status_code,
-                "field": exc.field, "problems": [p.to_dict() for p in exc.problems],
+                "error": str(exc), "status": status_code, "field": exc.field,
+                "problems": [p.to_dict() for p in exc.problems],
             }))
             return
         super().write_error(status_code, **kwargs)
 
-    def visible_environment(self, name) -> Environment:
+    def built_environment(self, name) -> Environment:
+        """An environment to fork a spec from: one the caller may see, with a build."""
         if not isinstance(name, str):
             raise InputError("from_environment", "expected an environment name")
-        with self.rees.db() as db:
-            env = db.get(Environment, name)
-            if env is None or not (env.public or self.is_admin or env.owner == self.user_name):
-                raise InputError("from_environment", f"no environment {name!r}", status=404)
-            if not env.commit:
-                raise InputError("from_environment", f"{name!r} has not been built yet; "
-                                                     "fork it once a build succeeds", status=409)
-            return env
+        env = self.catalog.get(self.viewer, name)
+        if not env.commit:
+            raise Conflict(f"{name!r} has not been built yet; fork it once a build "
+                           "succeeds", field="from_environment")
+        return env
 
 
 class SpecsHandler(SpecsAPIHandler):
@@ -123,7 +97,7 @@ class SpecsHandler(SpecsAPIHandler):
             raise InputError(sources[-1], "start from one of: sections, an environment "
                                           "(from_environment) or a spec (from_spec)")
         if data.get("from_environment"):
-            env = self.visible_environment(data["from_environment"])
+            env = self.built_environment(data["from_environment"])
             spec = await self.call_in_thread(
                 self.composer.fork, data["name"], self.user_name,
                 (env.repo, env.commit, env.ref), f"environment {env.name} "
@@ -139,7 +113,7 @@ class SpecsHandler(SpecsAPIHandler):
             spec = await self.call_in_thread(self.composer.create, data["name"], self.user_name,
                                              data.get("sections"), data.get("message") or "",
                                              **meta)
-        self.set_header("Location", self.rees.url("api/specs", spec["name"]))
+        self.set_header("Location", self.urls("api/specs", spec["name"]))
         self.write_json(self.spec_links(spec), status=201)
 
 
@@ -159,7 +133,7 @@ class PreviewHandler(SpecsAPIHandler):
     async def post(self):
         self.require_build()
         data = self.json_body({"sections", "spec", "version"})
-        self.write_json(await self.call(self.composer.preview, data.get("sections") or {},
+        self.write_json(await self.composer.preview(data.get("sections") or {},
                                         data.get("spec"), data.get("version")))
 
 
@@ -209,8 +183,8 @@ class SpecHandler(SpecsAPIHandler):
     async def _owned(self, name):
         info = await self.call_in_thread(self.composer.store.info, name)
         if not self.may_manage(info.owner):
-            raise web.HTTPError(403, f"Only the spec's owner ({info.owner}) or an admin can "
-                                     "change it; fork it to make your own.")
+            raise Forbidden(f"Only the spec's owner ({info.owner}) or an admin can "
+                            "change it; fork it to make your own.")
         return info
 
     @web.authenticated
@@ -264,7 +238,7 @@ class ZipHandler(SpecsAPIHandler):
 class SpecPreviewHandler(SpecsAPIHandler):
     @web.authenticated
     async def get(self, name):
-        self.write_json(await self.call(self.composer.preview, None, name,
+        self.write_json(await self.composer.preview(None, name,
                                         self.get_argument("version", None)))
 
 
@@ -278,26 +252,18 @@ class SpecBuildsHandler(SpecsAPIHandler):
         store = self.composer.store
         info = await self.call_in_thread(store.info, name)
         version = await self.call_in_thread(store.resolve, name, data.get("version"))
-        profile = data.get("profile") or self.rees.default_profile
-        if profile and not self.rees.profile(profile):
-            names = ", ".join(p["name"] for p in self.rees.profiles) or "none are configured"
-            raise InputError("profile", f"unknown profile {profile!r}; expected one of: {names}")
-        public = data.get("public", True)
-        if not isinstance(public, bool):
-            raise InputError("public", "expected true or false")
-        for key in ("display_name", "description"):
-            if not isinstance(data.get(key, ""), str):
-                raise InputError(key, "expected text")
+        environment = check_name(data.get("environment") or name, name)
+        options = environment_options(data, self.catalog.profiles)
+        if not self.catalog.exists(environment):  # a new one is named as its spec
+            options["display_name"] = options["display_name"] or info.display_name or None
+            options["description"] = options["description"] or info.description or None
         request = BuildRequest(
-            repo=store.path(name), ref=version,
-            name=check_name(data.get("environment") or name, name),
-            profile=profile, owner=self.user_name,
-            display_name=data.get("display_name") or info.display_name or name,
-            description=data.get("description") or info.description,
-            public=public, spec_name=name, spec_version=version, local_ok=True,
-        )
-        build = await self.rees.builds.submit(request, is_admin=self.is_admin)
-        self.write_json(build, status=200 if build["status"] == "built" else 202)
+            source=GitSource(store.path(name), allow_local=True), ref=version,
+            name=environment, requester=self.viewer, spec_name=name, spec_version=version,
+            **options)
+        build = await self.builds.submit(request)
+        self.write_json(build_json(build, self.builds, self.urls),
+                        status=200 if build.status == "built" else 202)
 
 
 class ComposerPage(ComposerMixin, PageHandler):
@@ -308,24 +274,22 @@ class ComposerPage(ComposerMixin, PageHandler):
             try:
                 spec = self.spec_links(await self.call_in_thread(
                     self.composer.spec, name, self.get_argument("version", None)))
-            except InputError:
+            except SpecError:
                 raise web.HTTPError(404, f"No spec named {name}.") from None
         specs = [self.spec_links(s) for s in await self.call_in_thread(self.composer.list)]
         environments = []
-        if self.can_build:
-            with self.rees.db() as db:
-                environments = [{"name": e.name, "display_name": e.display_name or e.name}
-                                for e in self.rees.visible_environments(db, self.user_name,
-                                                                        self.is_admin)
-                                if e.commit]
+        if self.viewer.can_build:
+            environments = [{"name": e.name, "display_name": e.display_name or e.name}
+                            for e in self.catalog.visible(self.viewer) if e.commit]
+        profiles = self.profiles_context()
         page = {
             "spec": spec,
             "sections": [{"id": s.id, "file": s.file, "label": s.label, "help": s.help}
                          for s in SECTIONS],
-            "profiles": [{"name": p["name"], "label": p.get("label") or p["name"]}
-                         for p in self.rees.profiles],
-            "default_profile": self.rees.default_profile,
-            "can_build": self.can_build,
+            "profiles": [{"name": p["name"], "label": p["label"]}
+                         for p in profiles["profiles"]],
+            "default_profile": profiles["default_profile"],
+            "can_build": self.viewer.can_build,
         }
         self.render_page("composer.html", active="composer", spec=spec, specs=specs,
                          environments=environments, page_data=page)

@@ -1,0 +1,107 @@
+"""Starting and stopping environment servers for users, through the Hub's API.
+
+What a server runs is the catalog's decision (``Catalog.launch_plan``); this module only
+names servers and talks to the Hub. The Hub's spawner asks the catalog again when it
+starts the server, so nothing here can launch what the user may not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from jupyterhub.utils import url_path_join
+
+from .catalog import Catalog, Viewer
+from .errors import Conflict, Forbidden, InputError, NotFound
+from .hubapi import HubAPI
+
+SERVER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+VISIBLE_WAIT = 10  # seconds a launch waits for the Hub to show the server as pending
+
+
+def application_json(user: str, server_name: str, server: dict) -> dict:
+    options = server.get("user_options") or {}
+    return {
+        "id": server_name, "environment": options.get("environment"),
+        "profile": options.get("profile"), "ready": server.get("ready", False),
+        "pending": server.get("pending"), "started": server.get("started"),
+        "location": server.get("url") or url_path_join("/user", user, server_name) + "/",
+    }
+
+
+class Launcher:
+    def __init__(self, catalog: Catalog, hub: HubAPI):
+        self.catalog = catalog
+        self.hub = hub
+
+    @staticmethod
+    def _require_servers(viewer: Viewer) -> None:
+        if not viewer.servers:
+            raise Forbidden("this token may not start or stop your servers; use a token "
+                            f"with the 'servers!user={viewer.name}' scope, or the Hub's "
+                            "own pages")
+
+    async def servers(self, viewer: Viewer) -> dict[str, dict]:
+        user = await self.hub.user(viewer.name)
+        return user.get("servers") or {}
+
+    async def applications(self, viewer: Viewer) -> list[dict]:
+        """The user's servers started from environments."""
+        return [application_json(viewer.name, name, server)
+                for name, server in (await self.servers(viewer)).items()
+                if (server.get("user_options") or {}).get("environment")]
+
+    async def application(self, viewer: Viewer, server_name: str) -> dict:
+        server = (await self.servers(viewer)).get(server_name)
+        if server is None:
+            raise NotFound(f"you have no server {server_name!r}", field="id")
+        return application_json(viewer.name, server_name, server)
+
+    async def launch(self, viewer: Viewer, environment, profile=None,
+                     server_name=None) -> tuple[dict, bool]:
+        """Start (or find running) the user's named server of ``environment``.
+        Returns its model and whether it was started now."""
+        self._require_servers(viewer)
+        plan = self.catalog.launch_plan(viewer, environment, profile or None)
+        server_name = server_name or plan.environment
+        if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
+            raise InputError("server_name", "expected lowercase letters, digits, '.', '_' or "
+                                            "'-' (at most 63)")
+        existing = (await self.servers(viewer)).get(server_name)
+        if existing:
+            running = (existing.get("user_options") or {}).get("environment")
+            if running != plan.environment:
+                raise Conflict(f"a server named {server_name!r} already runs "
+                               f"{running or 'another environment'}; stop it or choose "
+                               "another name", field="server_name")
+            return application_json(viewer.name, server_name, existing), False
+        options = {"environment": plan.environment}
+        if profile:
+            options["profile"] = plan.profile["name"]
+        starting = asyncio.create_task(self.hub.start_server(viewer.name, server_name,
+                                                             options))
+        # Once the Hub shows it pending, its progress page reports how the start ends.
+        starting.add_done_callback(lambda task: task.cancelled() or task.exception())
+        server = await self._until_visible(viewer, server_name, starting)
+        return application_json(viewer.name, server_name, server), True
+
+    async def _until_visible(self, viewer: Viewer, server_name: str,
+                             starting: asyncio.Task) -> dict:
+        """The server's model once the Hub shows it (pending or ready): a page can then
+        follow its progress. Errors of the start itself are raised."""
+        for _ in range(VISIBLE_WAIT * 10):
+            done, _ = await asyncio.wait([starting], timeout=0.1)
+            if done:
+                starting.result()  # raises what the Hub said
+            server = (await self.servers(viewer)).get(server_name)
+            if server and (server.get("pending") or server.get("ready")):
+                return server
+        await starting
+        return (await self.servers(viewer)).get(server_name, {})
+
+    async def stop(self, viewer: Viewer, server_name: str) -> None:
+        self._require_servers(viewer)
+        if server_name not in await self.servers(viewer):
+            raise NotFound(f"you have no server {server_name!r}", field="id")
+        await self.hub.stop_server(viewer.name, server_name)
