@@ -93,7 +93,8 @@ def demo_config(c, state_dir: str, ip: str, port: int, hub_port: int,
     c.Spawner.default_url = "/lab"
     culler = idle_culler(tljh_config(state_dir))
     c.JupyterHub.services = [culler] if culler else []  # TLJH registers its culler first
-    hubconfig.configure_hub(c, load_settings(section), python=sys.executable)
+    hubconfig.configure_hub(c, load_settings(section), python=sys.executable,
+                            config_dir=state_dir)
     c.ReesSpawner.start_timeout = 120
     # Several demo Hubs (e.g. tests) may share one engine: keep their containers apart.
     c.ReesSpawner.name_template = f"rees-demo{port}-{{username}}--{{servername}}"

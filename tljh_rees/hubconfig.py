@@ -25,9 +25,11 @@ SERVICE_SCOPES = ["read:users", "list:users", "admin:servers", "read:roles:users
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
 
-def service_config(settings: Settings) -> Config:
-    """The traitlets configuration of the rees service and its parts."""
+def service_config(settings: Settings, config_dir: str = "") -> Config:
+    """The traitlets configuration of the rees service and its parts (the admin's own
+    ``rees_config.py`` in ``config_dir`` is read after it, by the service)."""
     c = Config()
+    c.ReesService.config_dir = config_dir
     c.ReesService.ip = settings.service_ip
     c.ReesService.port = settings.service_port
     c.ReesService.state_dir = settings.state_dir
@@ -85,9 +87,11 @@ def _admin_users(c) -> list[str]:
     return []
 
 
-def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -> None:
-    """Apply tljh-rees to the JupyterHub config ``c`` (TLJH's, or the demo's)."""
-    env_config = json.dumps(service_config(settings))
+def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
+                  config_dir: str = "") -> None:
+    """Apply tljh-rees to the JupyterHub config ``c`` (TLJH's, or the demo's).
+    ``config_dir`` holds the admin's ``rees_config.py`` (TLJH's config folder)."""
+    env_config = json.dumps(service_config(settings, config_dir))
     _append(c.JupyterHub, "services", {
         "name": SERVICE_NAME,
         "url": f"http://{settings.service_ip}:{settings.service_port}",
@@ -96,7 +100,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -
         # which only root and the service can read; never on the command line.
         "environment": {SERVICE_CONFIG_ENV: env_config},
         "oauth_no_confirm": True,
-        "oauth_client_allowed_scopes": [BUILD_SCOPE, ADMIN_SCOPE],
+        # The service's pages act for the user: with their build/admin rights, and
+        # starting and stopping their own servers (launch links, the Servers page).
+        "oauth_client_allowed_scopes": [BUILD_SCOPE, ADMIN_SCOPE, "servers!user"],
         "display": True,
         "info": {"description": "Build and launch reproducible environments"},
     })
@@ -143,6 +149,7 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable) -
     c.JupyterHub.allow_named_servers = True
     c.ReesSpawner.profiles = [p.to_dict() for p in settings.profiles]
     c.ReesSpawner.default_profile = settings.default_profile
+    c.ReesSpawner.catalog_db = os.path.join(settings.state_dir, "rees.sqlite")
     c.ReesSpawner.volume_name_template = settings.storage.volume_name
     c.ReesSpawner.storage_path = settings.storage.path
     c.ReesSpawner.data_mounts = [

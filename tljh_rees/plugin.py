@@ -61,9 +61,15 @@ def tljh_config_post_install(config):
         merge_defaults(config["rees"], DEFAULTS)
 
 
+def tljh_config_dir() -> str:
+    """TLJH's config folder (``tljh.config.CONFIG_DIR``, by the same rule)."""
+    return os.path.join(os.environ.get("TLJH_INSTALL_PREFIX", "/opt/tljh"), "config")
+
+
 @hookimpl
 def tljh_custom_jupyterhub_config(c):
-    hubconfig.configure_hub(c, load_settings(load_rees_section()), python=sys.executable)
+    hubconfig.configure_hub(c, load_settings(load_rees_section()), python=sys.executable,
+                            config_dir=tljh_config_dir())
 
 
 @hookimpl

@@ -1,8 +1,10 @@
 """ReesSpawner: DockerSpawner that launches only built environments.
 
-``user_options`` carry an environment name and a profile name and nothing else; the
-image, limits and mounts are decided here from the environment's labels and the
-admin's profiles, never taken from the user.
+``user_options`` carry an environment name and a profile name and nothing else. What
+runs (the image, its limits) is the catalog's answer for this user
+(``Catalog.launch_plan``), read from the rees service's database, which this process
+opens read-only; mounts are the admin's. Nothing is taken from the user or from an
+image's labels.
 """
 
 from __future__ import annotations
@@ -13,21 +15,43 @@ import time
 
 from dockerspawner import DockerSpawner
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from jupyterhub.scopes import get_scopes_for
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.iostream import StreamClosedError
-from traitlets import Dict, List, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default
 
-from . import LABEL_PREFIX
-from .engine.catalog import ENVIRONMENT_LABEL, EnvironmentImage, environments_from_images
+from . import ADMIN_SCOPE, LABEL_PREFIX
+from .catalog import Catalog, Profiles, Viewer
+from .engine.images import SERVER_ENVIRONMENT_LABEL
+from .errors import ReesError
 
 ALLOWED_OPTIONS = {"environment", "profile"}
+
+
+def hub_error(status: int, message: str) -> web.HTTPError:
+    """An error the Hub shows as ``message`` on its spawn pages."""
+    error = web.HTTPError(status, "%s", message)
+    error.jupyterhub_message = message
+    return error
+
+
+class ConfirmLaunch(Exception):
+    """A spawn asked for by a link (query arguments): the Hub shows the form instead, with
+    this message, so that only the user's own click starts a server with their files."""
 
 
 class ReesSpawner(DockerSpawner):
     profiles = List(Dict(), help="Machine profiles: name, cpu, memory (bytes), description.",
                     config=True)
     default_profile = Unicode("", help="Profile used when none is chosen.", config=True)
+    catalog_db = Unicode(
+        "", config=True,
+        help="The rees service's SQLite database (its state_dir/rees.sqlite), read to decide "
+             "what may be launched.")
+    spawn_page_limit = Integer(
+        30, config=True,
+        help="Environments listed on the spawn page; others are found by typing a name.")
     volume_name_template = Unicode(
         "rees-home-{username}", config=True,
         help="Name of each user's persistent volume; {username} is replaced.")
@@ -42,63 +66,101 @@ class ReesSpawner(DockerSpawner):
     def _remove_default(self):
         return True  # files live in the volume; a stopped server's container is not kept
 
+    # -- the catalog ----------------------------------------------------------------------
+
+    _catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog.open_readonly(self.catalog_db,
+                                                  Profiles(self.profiles, self.default_profile))
+        return self._catalog
+
+    def viewer(self) -> Viewer:
+        """The user, as the catalog sees them: rees admins are Hub admins and those with
+        the ``custom:rees:admin`` scope."""
+        admin = bool(self.user.admin) or ADMIN_SCOPE in get_scopes_for(self.user.orm_user)
+        return Viewer(self.user.name, admin=admin)
+
     # -- choosing -------------------------------------------------------------------------
 
-    async def _environments(self) -> dict[str, EnvironmentImage]:
-        images = await self.docker("images", filters={"label": ENVIRONMENT_LABEL})
-        return {
-            name: env for name, env in environments_from_images(images).items()
-            if env.visible_to(self.user.name, bool(self.user.admin))
-        }
-
-    def _profile(self, name: str) -> dict | None:
-        return next((p for p in self.profiles if p["name"] == name), None)
-
     async def options_form(self, spawner=None):  # noqa: ARG002 (JupyterHub passes the spawner)
-        environments = await self._environments()
-        if not environments and not self.image:
+        viewer = self.viewer()
+        try:
+            page = await asyncio.to_thread(self.catalog.page, viewer, launchable_only=True,
+                                           limit=self.spawn_page_limit)
+            names = [] if page.total <= len(page.items) else await asyncio.to_thread(
+                self.catalog.visible, viewer, launchable_only=True)
+        except Exception as e:  # the service has not made its database yet
+            self.log.warning("rees: cannot read the environment catalog: %s", e)
+            page, names = None, []
+        if (page is None or not page.total) and not self.image:
             return ('<div class="alert alert-warning">No environment has been built yet. '
                     'Build one on the <a href="/services/rees/">Environments page</a>.</div>')
+        wanted = self.handler.get_argument("environment", "") if getattr(
+            self, "handler", None) else ""
+        return self._form(page.items if page else [], page.total if page else 0, names, wanted)
+
+    def _form(self, items, total: int, names, wanted: str) -> str:
+        listed = {env.name for env, _ in items}
+        chosen = wanted if wanted in listed else (items[0][0].name if items else "")
         rows = []
-        for i, env in enumerate(sorted(environments.values(), key=lambda e: e.display_name)):
-            commit = env.label("commit")[:7]
-            detail = html.escape(f"{env.label('repo')} @ {commit}")
-            desc = html.escape(env.label("description"))
-            desc_html = f'<small class="d-block">{desc}</small>' if desc else ""
+        for i, (env, _) in enumerate(items):
+            detail = html.escape(f"{env.repo} @ {(env.commit or '')[:7]}")
+            desc = html.escape(env.description or "")
+            profile = f" · profile {html.escape(env.profile)}" if env.profile else ""
             rows.append(
-                f'<label class="list-group-item d-flex gap-3 align-items-start" '
-                f'for="rees-env-{i}"><input class="form-check-input flex-shrink-0 mt-1" '
-                f'type="radio" name="environment" id="rees-env-{i}" '
-                f'value="{html.escape(env.name)}"{" checked" if i == 0 else ""}>'
-                f'<span class="text-break"><strong>{html.escape(env.display_name)}</strong>'
-                f'<small class="d-block text-body-secondary">{detail}</small>'
-                f'{desc_html}'
-                f'</span></label>')
-        profiles = "".join(
-            f'<option value="{html.escape(p["name"])}"'
-            f'{" selected" if p["name"] == self.default_profile else ""}>'
-            f'{html.escape(p.get("label") or p["name"])}</option>'
-            for p in self.profiles)
+                f'<label class="list-group-item d-flex gap-3 align-items-start rees-env-row" '
+                f'for="rees-env-{i}" data-search="{html.escape(env.name + " " + (env.display_name or "") + " " + env.repo).lower()}">'
+                f'<input class="form-check-input flex-shrink-0 mt-1" type="radio" '
+                f'name="environment" id="rees-env-{i}" value="{html.escape(env.name)}"'
+                f'{" checked" if env.name == chosen else ""}>'
+                f'<span class="text-break"><strong>{html.escape(env.display_name or env.name)}'
+                f'</strong><small class="d-block text-body-secondary">{detail}{profile}</small>'
+                f'{f"<small class=d-block>{desc}</small>" if desc else ""}</span></label>')
         parts = ['<fieldset class="mb-3" id="rees-environments">'
                  '<legend class="fs-5">Environment</legend>'
-                 '<div class="list-group">', *rows, '</div>'
-                 '<div class="form-text"><a href="/services/rees/">Manage environments</a>'
-                 '</div></fieldset>']
-        if profiles:
-            parts += ['<div class="mb-3"><label class="form-label fs-5" for="rees-profile">'
-                      'Machine profile</label><select class="form-select" id="rees-profile" '
-                      'name="profile" aria-describedby="rees-profile-help">'
-                      f'{profiles}</select><div class="form-text" id="rees-profile-help">'
-                      'The CPU and memory your server gets.</div></div>']
+                 '<input type="search" class="form-control mb-2" id="rees-env-filter" '
+                 'placeholder="Filter the list" aria-label="Filter environments">'
+                 '<div class="list-group" id="rees-env-list">', *rows, '</div>']
+        if total > len(items):
+            options = "".join(f'<option value="{html.escape(e.name)}">'
+                              f'{html.escape(e.display_name or e.name)}</option>' for e in names)
+            parts += [f'<label class="form-label mt-2" for="rees-env-name">Or any of the '
+                      f'{total} environments, by name</label>'
+                      '<input class="form-control" id="rees-env-name" name="environment_name" '
+                      f'list="rees-env-names" value="{html.escape(wanted if wanted not in listed else "")}">'
+                      f'<datalist id="rees-env-names">{options}</datalist>']
+        parts += ['<div class="form-text"><a href="/services/rees/">Manage environments</a>'
+                  '</div></fieldset>', self._profile_picker(), FILTER_SCRIPT]
         return "\n".join(parts)
 
-    def options_from_form(self, formdata):
-        """Form fields (and spawn-URL query arguments) as user_options.
+    def _profile_picker(self) -> str:
+        if not self.profiles:
+            return ""
+        options = ['<option value="">The environment\'s default</option>']
+        options += [f'<option value="{html.escape(p["name"])}">'
+                    f'{html.escape(p.get("label") or p["name"])}</option>' for p in self.profiles]
+        return ('<div class="mb-3"><label class="form-label fs-5" for="rees-profile">'
+                'Machine profile</label><select class="form-select" id="rees-profile" '
+                'name="profile" aria-describedby="rees-profile-help">'
+                f'{"".join(options)}</select><div class="form-text" id="rees-profile-help">'
+                'The CPU and memory your server gets.</div></div>')
 
-        Every field is kept, except the form's own ``_xsrf``-style fields, so that
-        ``start`` refuses anything but an environment and a profile with a clear message.
-        """
-        return {k: v[0] for k, v in formdata.items() if v and v[0] and not k.startswith("_")}
+    def options_from_form(self, formdata):
+        """Form fields as user_options. Every field is kept, except the form's own
+        ``_xsrf``-style fields, so that ``start`` refuses anything but an environment and
+        a profile with a clear message. A typed name wins over the list."""
+        options = {k: v[0] for k, v in formdata.items() if v and v[0] and not k.startswith("_")}
+        typed = options.pop("environment_name", "").strip()
+        if typed:
+            options["environment"] = typed
+        return options
+
+    def options_from_query(self, query_data):
+        raise ConfirmLaunch("Check the environment and press Start: a link does not start a "
+                            "server with your files on its own.")
 
     # -- starting -------------------------------------------------------------------------
 
@@ -106,43 +168,42 @@ class ReesSpawner(DockerSpawner):
         """Refuse anything but an environment and a profile name, with a clear message."""
         unknown = set(options) - ALLOWED_OPTIONS
         if unknown:
-            raise web.HTTPError(400, "Only 'environment' and 'profile' may be chosen when "
-                                     f"starting a server; not {', '.join(sorted(unknown))}.")
+            raise hub_error(400, "Only 'environment' and 'profile' may be chosen when "
+                                 f"starting a server; not {', '.join(sorted(unknown))}.")
         for key in ALLOWED_OPTIONS & set(options):
             if not isinstance(options[key], str):
-                raise web.HTTPError(400, f"'{key}' must be a name (text).")
+                raise hub_error(400, f"'{key}' must be a name (text).")
 
     async def _choose(self) -> None:
         options = dict(self.user_options or {})
         self.check_options(options)
-        env_name = options.get("environment")
+        env_name = options.get("environment") or ""
+        if not env_name and not self.image:
+            raise hub_error(400, "Choose an environment to start.")
         if env_name:
-            env = (await self._environments()).get(env_name)
-            if env is None:
-                raise web.HTTPError(404, f"Environment '{env_name}' does not exist (it may have "
-                                         "been deleted). Choose one of the built environments.")
-            self.image = env.image
-        elif not self.image:
-            raise web.HTTPError(400, "Choose an environment to start.")
-        profile_name = options.get("profile") or self.default_profile
-        if profile_name:
-            profile = self._profile(profile_name)
-            if profile is None:
-                names = ", ".join(p["name"] for p in self.profiles) or "none"
-                raise web.HTTPError(400, f"Profile '{profile_name}' is not offered "
-                                         f"(profiles: {names}).")
-            self.mem_limit = profile.get("memory")
-            self.cpu_limit = profile.get("cpu")
-        self.environment_name = env_name or ""
+            try:
+                plan = await asyncio.to_thread(self.catalog.launch_plan, self.viewer(),
+                                               env_name, options.get("profile") or None)
+            except ReesError as e:
+                raise hub_error(e.status, e.message) from None
+            self.image, profile = plan.image, plan.profile
+        else:  # the admin's default image (rees.default_image)
+            try:
+                profile = self.catalog.profiles.resolve(options.get("profile") or None)
+            except ReesError as e:
+                raise hub_error(e.status, e.message) from None
+        self.mem_limit = (profile or {}).get("memory")
+        self.cpu_limit = (profile or {}).get("cpu")
+        self.environment_name = env_name
 
     async def _home_of(self, image: str) -> str:
         try:
             info = await self.docker("inspect_image", image)
         except DockerException as e:
             if not isinstance(e, ImageNotFound):
-                raise web.HTTPError(503, f"The Docker engine is not reachable: {e}") from None
-            raise web.HTTPError(404, f"The image {image} of this environment is missing; "
-                                     "rebuild the environment.") from None
+                raise hub_error(503, f"The Docker engine is not reachable: {e}") from None
+            raise hub_error(404, "The image of this environment is missing; rebuild the "
+                                 "environment.") from None
         env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
         return env.get("HOME") or "/home/jovyan"
 
@@ -178,20 +239,20 @@ class ReesSpawner(DockerSpawner):
                                         "mode": "ro" if mount.get("readonly", True) else "rw"}
         self.volumes = volumes
         self.extra_create_kwargs = {"labels": {
-            LABEL_PREFIX + "server-environment": self.environment_name,
+            SERVER_ENVIRONMENT_LABEL: self.environment_name,
             LABEL_PREFIX + "user": self.user.name,
             LABEL_PREFIX + "server-name": self.name,
         }}
         try:
             ip, port = await super().start()
         except ImageNotFound:
-            raise web.HTTPError(404, f"The environment's image {self.image} is gone; "
-                                     "it was deleted while starting.") from None
+            raise hub_error(404, "The environment's image is gone; it was deleted while "
+                                 "starting.") from None
         except APIError as e:
-            raise web.HTTPError(500, f"Docker could not start the server: "
-                                     f"{e.explanation or e}") from None
+            raise hub_error(500, f"Docker could not start the server: "
+                                 f"{e.explanation or e}") from None
         except DockerException as e:
-            raise web.HTTPError(503, f"The Docker engine is not reachable: {e}") from None
+            raise hub_error(503, f"The Docker engine is not reachable: {e}") from None
         await self._until_answering(ip, port)
         return ip, port
 
@@ -213,3 +274,18 @@ class ReesSpawner(DockerSpawner):
             except (OSError, HTTPClientError, StreamClosedError):
                 pass  # not listening yet
             await asyncio.sleep(0.05)
+
+
+# Narrows the listed environments as the user types (the form works without it).
+FILTER_SCRIPT = """<script>
+(function () {
+  var box = document.getElementById("rees-env-filter");
+  if (!box) return;
+  box.addEventListener("input", function () {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    document.querySelectorAll(".rees-env-row").forEach(function (row) {
+      row.hidden = !words.every(function (w) { return row.dataset.search.indexOf(w) >= 0; });
+    });
+  });
+})();
+</script>"""
