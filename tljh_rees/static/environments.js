@@ -9,7 +9,9 @@
   const ACTIVE = ["queued", "running"];
   const POLL_MS = 3000;
 
+  const PAGE = 50;
   let environments = [];
+  const listing = { q: "", offset: 0, total: 0 }; // the page of the catalog shown
   const rows = new Map(); // name -> {key, tr}: rows are replaced only when they change
   let pollTimer = null;
 
@@ -158,8 +160,16 @@
     for (const child of Array.from(body.children)) {
       if (!child.dataset.env) child.remove(); // the "Loading…" row
     }
+    const searching = Boolean(listing.q);
     $("environments").classList.toggle("d-none", !environments.length);
-    $("environments-empty").classList.toggle("d-none", environments.length > 0);
+    $("environments-empty").classList.toggle("d-none", environments.length > 0 || searching);
+    $("environments-none").classList.toggle("d-none", environments.length > 0 || !searching);
+    const last = listing.offset + environments.length;
+    $("environments-count").textContent = listing.total > environments.length
+      ? `${listing.offset + 1}–${last} of ${listing.total}` : "";
+    $("environments-pages").classList.toggle("d-none", listing.total <= PAGE);
+    $("environments-previous").disabled = listing.offset === 0;
+    $("environments-next").disabled = last >= listing.total;
     if (focusKey && !document.body.contains(focused)) {
       const again = body.querySelector(
         `[data-action="${focusKey[0]}"][data-env="${CSS.escape(focusKey[1])}"]`);
@@ -170,7 +180,11 @@
   async function load() {
     clearTimeout(pollTimer);
     try {
-      environments = (await rees.api("environments")).environments;
+      const query = new URLSearchParams({ offset: listing.offset, limit: PAGE });
+      if (listing.q) query.set("q", listing.q);
+      const page = await rees.api(`environments?${query}`);
+      environments = page.environments;
+      listing.total = page.total;
       render();
     } catch (err) {
       pageError(err);
@@ -450,6 +464,26 @@
       }
     });
   }
+
+  // -- searching and paging -----------------------------------------------------------------
+  let searchTimer = null;
+  $("environments-q").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      listing.q = $("environments-q").value.trim();
+      listing.offset = 0;
+      load();
+    }, 250);
+  });
+  $("environments-search").addEventListener("submit", (event) => event.preventDefault());
+  $("environments-previous").addEventListener("click", () => {
+    listing.offset = Math.max(0, listing.offset - PAGE);
+    load();
+  });
+  $("environments-next").addEventListener("click", () => {
+    listing.offset += PAGE;
+    load();
+  });
 
   load();
 })();

@@ -100,8 +100,9 @@
   async function load() {
     clearTimeout(pollTimer);
     try {
+      // the first 200 built environments by name (the Environments page searches them all)
       const [apps, envs] = await Promise.all([rees.api("applications"),
-                                              rees.api("environments")]);
+                                              rees.api("environments?built=true&limit=200")]);
       names = Object.fromEntries(envs.environments.map((e) => [e.name, e.display_name]));
       applications = apps.applications;
       for (const id of Array.from(stopping)) {
