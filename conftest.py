@@ -37,11 +37,14 @@ def hub(base_image, tmp_path_factory):
     datasets = tmp_path_factory.mktemp("datasets")
     (datasets / "survey.csv").write_text("site,count\nnorth,12\n")
     datasets.chmod(0o755)  # readable by the servers' user, as an admin's dataset would be
+    with open(os.path.join(state_dir, "rees_config.py"), "w") as f:  # the admin's own file
+        f.write("c.ReesService.engine_sync_interval = 2\n")
     proc, running = start_demo_hub(state_dir, {
         "data_mounts": {"datasets": {"source": str(datasets), "target": "/data/datasets",
                                      "readonly": True}},
         "storage": {"volume_name": f"rees-test{run_id}-{{username}}"},
         "builders": ["builder"],  # a non-admin user with the build permission
+        "admins": ["reesadmin"],  # administers environments, but is no Hub admin
     })
     yield running
     stop_demo_hub(proc, running)

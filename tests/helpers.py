@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 
+import nbformat
 import requests
 import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from tljh_rees.demo import free_port
 
@@ -173,3 +177,73 @@ def remove_built_images(database: str) -> None:
                                                "WHERE image IS NOT NULL")]
     if images:
         subprocess.run(["docker", "rmi", "-f", *images], capture_output=True)
+
+
+def build_through_service(hub: Hub, repo: GitRepo, base_image: str, files: dict, name: str,
+                          token: str | None = None, **fields) -> dict:
+    """Commit ``files`` with a Dockerfile that copies them into the home folder (as
+    repo2docker lays a repository out), build it through the service as ``name``;
+    returns the finished build."""
+    repo.commit({"Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n",
+                 **files})
+    r = hub.rees("POST", "builds", token=token, json={"repo": repo.url, "name": name, **fields})
+    assert r.status_code in (200, 202), r.text
+    deadline = time.monotonic() + 300
+    while True:
+        build = hub.rees("GET", f"builds/{r.json()['id']}", token=token).json()
+        if build["status"] in ("built", "failed", "cancelled"):
+            assert build["status"] == "built", build
+            return build
+        assert time.monotonic() < deadline, f"build of {name} did not finish"
+        time.sleep(0.5)
+
+
+def wait_build(hub, build_id, timeout=300, token=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = hub.rees("GET", f"builds/{build_id}", token=token)
+        if r.status_code == 503:  # the service is restarting
+            time.sleep(0.5)
+            continue
+        build = r.json()
+        if build["status"] in ("built", "failed", "cancelled"):
+            return build
+        time.sleep(0.5)
+    raise AssertionError(f"build {build_id} did not finish in {timeout}s")
+
+
+def wait_running(hub, build_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    while hub.rees("GET", f"builds/{build_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline, f"build {build_id} did not start"
+        time.sleep(0.1)
+
+
+def sse_events(hub, build_id, token=None, last_id=None, timeout=300):
+    headers = {"Authorization": f"token {token or hub.token}"}
+    if last_id is not None:
+        headers["Last-Event-ID"] = str(last_id)
+    events = []
+    with requests.get(f"{hub.service_url}/api/builds/{build_id}/events", headers=headers,
+                      stream=True, timeout=timeout) as r:
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
+
+
+def slow_repo(repo, base_image, seconds=60, marker="slow"):
+    """A build whose RUN step takes ``seconds`` (never a layer-cache hit from an earlier run)."""
+    nonce = uuid.uuid4().hex
+    return repo.commit({"Dockerfile": f"FROM {base_image}\n"
+                                      f"RUN echo {marker} {nonce} && sleep {seconds}\n"})
+
+
+def notebook_json(title: str, code: str = "print('hello')", output: str = "hello\n") -> str:
+    return nbformat.writes(new_notebook(cells=[
+        new_markdown_cell(f"# {title}"),
+        new_code_cell(code, execution_count=1,
+                      outputs=[new_output("stream", name="stdout", text=output)]),
+    ]))

@@ -8,43 +8,7 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import dockerfile_repo
-
-
-def wait_build(hub, build_id, timeout=300, token=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = hub.rees("GET", f"builds/{build_id}", token=token)
-        if r.status_code == 503:  # the service is restarting
-            time.sleep(0.5)
-            continue
-        build = r.json()
-        if build["status"] in ("built", "failed", "cancelled"):
-            return build
-        time.sleep(0.5)
-    raise AssertionError(f"build {build_id} did not finish in {timeout}s")
-
-
-def wait_running(hub, build_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while hub.rees("GET", f"builds/{build_id}").json()["status"] != "running":
-        assert time.monotonic() < deadline, f"build {build_id} did not start"
-        time.sleep(0.1)
-
-
-def sse_events(hub, build_id, token=None, last_id=None, timeout=300):
-    headers = {"Authorization": f"token {token or hub.token}"}
-    if last_id is not None:
-        headers["Last-Event-ID"] = str(last_id)
-    events = []
-    with requests.get(f"{hub.service_url}/api/builds/{build_id}/events", headers=headers,
-                      stream=True, timeout=timeout) as r:
-        assert r.status_code == 200
-        assert r.headers["Content-Type"].startswith("text/event-stream")
-        for line in r.iter_lines(decode_unicode=True):
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-    return events
+from tests.helpers import dockerfile_repo, slow_repo, sse_events, wait_build, wait_running
 
 
 def test_build_dockerfile_repo_then_cache_hit(hub, unique, git_repo, base_image):
@@ -60,7 +24,9 @@ def test_build_dockerfile_repo_then_cache_hit(hub, unique, git_repo, base_image)
     labels = image.labels
     assert labels["org.tljh-rees.commit"] == sha
     assert labels["org.tljh-rees.repo"] == repo.url
-    assert labels["org.tljh-rees.owner"] == "admin"
+    assert labels["org.tljh-rees.build_id"] == build["id"]
+    # who owns it and who may see it are the catalog's, never the image's to say
+    assert not {"org.tljh-rees.owner", "org.tljh-rees.public"} & set(labels)
 
     events = sse_events(hub, build["id"])
     phases = [e["phase"] for e in events if e["type"] == "phase"]
@@ -78,7 +44,9 @@ def test_build_dockerfile_repo_then_cache_hit(hub, unique, git_repo, base_image)
 
     env = hub.rees("GET", "environments/" + unique("hello-env")).json()
     assert env["status"] == "built" and env["commit"] == sha and env["image"] == done["image"]
-    assert unique("hello-env") in [e["name"] for e in hub.rees("GET", "environments").json()["environments"]]
+    listed = hub.rees("GET", "environments", params={"q": unique("hello-env")}).json()
+    assert [e["name"] for e in listed["environments"]] == [unique("hello-env")]
+    assert listed["total"] == 1 and listed["next"] is None
 
 
 @pytest.mark.parametrize("body,field", [
@@ -115,13 +83,6 @@ def test_user_without_build_scope_cannot_build(hub, unique, git_repo, base_image
     r = hub.rees("POST", "builds", token=token, json={"repo": "https://example.org/x"})
     assert r.status_code == 403 and "build permission" in r.json()["error"]
     assert hub.rees("GET", "environments", token=token).status_code == 200
-
-
-def slow_repo(repo, base_image, seconds=60, marker="slow"):
-    """A build whose RUN step takes ``seconds`` (never a layer-cache hit from an earlier run)."""
-    nonce = uuid.uuid4().hex
-    return repo.commit({"Dockerfile": f"FROM {base_image}\n"
-                                      f"RUN echo {marker} {nonce} && sleep {seconds}\n"})
 
 
 def test_refs_resolve_to_full_commits(hub, unique, git_repo, base_image):
@@ -347,29 +308,34 @@ def test_live_events_reach_a_listener_while_building(hub, unique, git_repo, base
     assert events[-1]["type"] == "phase" and events[-1]["phase"] == "built"
 
 
-def test_patch_reaches_the_image_labels(hub, unique, git_repo, base_image):
-    """Labels are the truth the spawner reads: making an environment private must reach
-    them, so another user can no longer launch it."""
+def test_patch_is_one_step_and_every_path_obeys_it(hub, unique, git_repo, base_image):
+    """Making an environment private is a change of the catalog alone (no image is
+    rebuilt or relabelled), and the API, launches and the Hub's spawner all obey it."""
     repo = git_repo()
     dockerfile_repo(repo, base_image, marker="labels")
     name = unique("label-env")
     build = wait_build(hub, hub.rees("POST", "builds", json={"repo": repo.url,
                                                              "name": name}).json()["id"])
-    other = hub.user_token(unique("outsider"))
+    image_id = docker.from_env().images.get(build["image"]).id
+    other_name = unique("outsider")
+    other = hub.user_token(other_name)
     assert hub.rees("GET", f"environments/{name}", token=other).status_code == 200
     r = hub.rees("PATCH", f"environments/{name}",
                  json={"public": False, "description": "now private"})
     assert r.status_code == 200, r.text
     assert r.json()["public"] is False and r.json()["description"] == "now private"
-    labels = docker.from_env().images.get(build["image"]).labels
-    assert labels["org.tljh-rees.public"] == "false"
-    assert labels["org.tljh-rees.description"] == "now private"
-    assert labels["org.tljh-rees.commit"] == build["commit"]
+    assert docker.from_env().images.get(build["image"]).id == image_id
     assert hub.rees("GET", f"environments/{name}", token=other).status_code == 404
     r = hub.rees("POST", "applications", token=other, json={"environment": name})
     assert r.status_code == 404
+    # straight through the Hub's API: the spawner asks the same catalog
+    r = hub.request("POST", f"/hub/api/users/{other_name}/servers/sneak", token=other,
+                    json={"environment": name})
+    assert r.status_code == 404 and "no environment" in r.json()["message"]
     r = hub.rees("PATCH", f"environments/{name}", json={"public": "yes"})
     assert r.status_code == 400 and r.json()["field"] == "public"
+    r = hub.rees("PATCH", f"environments/{name}", json={"profile": None})
+    assert r.status_code == 200 and r.json()["profile"] is None
 
 
 def test_same_commit_under_another_name_reuses_the_image(hub, unique, git_repo, base_image):
@@ -381,7 +347,7 @@ def test_same_commit_under_another_name_reuses_the_image(hub, unique, git_repo, 
                                          "description": "the twin"})
     assert r.status_code == 200 and r.json()["cache_hit"] and r.json()["status"] == "built"
     twin = docker.from_env().images.get(r.json()["image"])
-    assert twin.labels["org.tljh-rees.environment"] == unique("twin-b")
-    assert twin.labels["org.tljh-rees.description"] == "the twin"
     original = docker.from_env().images.get(first["image"])
-    assert twin.attrs["Parent"] == original.id  # a label-only child, not a second build
+    assert twin.id == original.id  # the same image under a second tag: no build ran
+    env = hub.rees("GET", "environments/" + unique("twin-b")).json()
+    assert env["description"] == "the twin" and env["status"] == "built"

@@ -48,7 +48,7 @@ def test_nothing_is_left_running_when_the_hub_dies(base_image, tmp_path):
         os.kill(hub_pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while any(os.path.exists(f"/proc/{pid}") and not _zombie(pid)
-                  for pid in (service_pid, proxy_pid)):
+                  for pid in (service_pid, culler_pid, proxy_pid)):
             assert time.monotonic() < deadline, "a service or the proxy outlived the Hub"
             time.sleep(0.5)
     finally:

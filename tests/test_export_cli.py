@@ -10,15 +10,7 @@ import uuid
 
 import pytest
 
-from tests.test_export_support import (  # noqa: F401 (fixtures)
-    image_id,
-    pull_sif,
-    registry,
-    sha256,
-    sif_header,
-    sif_objects,
-    tiny_image,
-)
+from tests.export_support import image_id, pull_sif, sha256, sif_header, sif_objects
 
 REPO2SINGULARITY = [sys.executable, "-c",
                     "from tljh_rees.export.command import repo2singularity_main as m; m()"]

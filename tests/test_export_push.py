@@ -12,14 +12,7 @@ import uuid
 import docker
 import pytest
 
-from tests.test_export_support import (  # noqa: F401 (fixtures)
-    LocalRegistry,
-    image_id,
-    pull_sif,
-    registry,
-    sha256,
-    tiny_image,
-)
+from tests.export_support import LocalRegistry, image_id, pull_sif, sha256
 from tljh_rees.export.convert import SifConverter
 from tljh_rees.export.errors import RegistryError
 from tljh_rees.export.progress import Progress
@@ -179,7 +172,7 @@ def test_login_from_docker_config(private_registry, tiny_sif, tiny_image, no_log
 
 
 def test_unreachable_registry(tiny_sif):
-    from tests.test_export_support import free_port
+    from tests.export_support import free_port
 
     target = parse_target(f"oras://127.0.0.1:{free_port()}/rees/x:v1")
     with pytest.raises(RegistryError, match="cannot reach the registry"):

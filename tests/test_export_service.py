@@ -10,46 +10,53 @@ import uuid
 
 import pytest
 
-from tests.test_export_support import registry, sif_objects, tiny_image  # noqa: F401 (fixtures)
+from tests.export_support import sif_objects
 
 
 @pytest.fixture
-def private_env(tiny_image):
-    """An environment image owned by alice and not public, as the builder labels them."""
+def private_env(hub, git_repo, tiny_image):
+    """A private environment of the user 'builder', built by the service from a tiny image
+    (returns its name, image tag and commit)."""
+    from tests.helpers import wait_build
+
     name = f"export-{uuid.uuid4().hex[:8]}"
-    commit = hashlib.sha1(name.encode()).hexdigest()
-    tag = f"rees-{name}:{commit[:12]}"
-    dockerfile = (f"FROM {tiny_image}\nLABEL org.tljh-rees.environment={name} "
-                  f"org.tljh-rees.owner=alice org.tljh-rees.public=false "
-                  f"org.tljh-rees.commit={commit}\n")
-    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True,
-                   check=True, capture_output=True)
-    yield name, tag, commit
-    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    repo = git_repo()
+    commit = repo.commit({"Dockerfile": f"FROM {tiny_image}\nLABEL purpose={name}\n"})
+    builder = hub.user_token("builder")
+    r = hub.rees("POST", "builds", token=builder,
+                 json={"repo": repo.url, "name": name, "public": False})
+    build = wait_build(hub, r.json()["id"], token=builder)
+    assert build["status"] == "built", build
+    yield name, build["image"], commit
+    hub.rees("DELETE", f"environments/{name}?force=true")
 
 
 def wait_done(hub, export_id, token=None, timeout=180):
     deadline = time.monotonic() + timeout
-    seen_steps = set()
     while time.monotonic() < deadline:
         job = hub.rees("GET", f"exports/{export_id}", token=token).json()
-        seen_steps.add(job["step"])
         if job["status"] not in ("queued", "running"):
-            return job, seen_steps
+            return job
         time.sleep(0.3)
     raise AssertionError(f"export not done in {timeout}s: {job}")
 
 
 def test_export_job_download_and_cache(hub, private_env, tmp_path):
     name, tag, commit = private_env
-    alice = hub.user_token("alice")
+    owner = hub.user_token("builder")
+    reader = hub.user_token("alice")  # may see and fetch public exports, not start them
+    hub.rees("PATCH", f"environments/{name}", token=owner, json={"public": True})
+    r = hub.rees("POST", f"environments/{name}/exports", token=reader, json={})
+    assert r.status_code == 403 and "build permission" in r.json()["error"]
+    hub.rees("PATCH", f"environments/{name}", token=owner, json={"public": False})
+    alice = owner
     r = hub.rees("POST", f"environments/{name}/exports", token=alice, json={})
     assert r.status_code in (200, 202), r.text
     job = r.json()
     assert job["environment"] == name and job["image"] == tag
-    job, steps = wait_done(hub, job["id"], token=alice)
+    job = wait_done(hub, job["id"], token=alice)
     assert job["status"] == "done", job
-    assert any("mksquashfs" in s for s in steps if s), steps  # progress was visible
+    assert any("squashfs" in step for step in job["steps"]), job["steps"]  # progress shown
     assert job["filename"] == f"{name}-{commit[:12]}.sif"
     assert job["commands"]["run"] == f"apptainer run {job['filename']}"
     assert job["download_url"] in job["commands"]["download"]
@@ -95,22 +102,40 @@ def test_export_of_unknown_environment(hub):
     assert r.status_code == 400
 
 
-def test_export_manager_pushes_to_its_registry(private_env, registry, tmp_path):
-    """With ``ExportManager.push_registry`` set, each export also goes to that registry."""
+@pytest.fixture
+def labelled_image(tiny_image):
+    """An image as a build makes one, without the service (for ExportManager alone)."""
+    name = f"export-{uuid.uuid4().hex[:8]}"
+    commit = hashlib.sha1(name.encode()).hexdigest()
+    tag = f"rees-{name}:{commit[:12]}"
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], text=True, check=True,
+                   input=f"FROM {tiny_image}\nLABEL org.tljh-rees.commit={commit}\n",
+                   capture_output=True)
+    yield name, tag, commit
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def test_export_manager_pushes_public_environments_to_its_registry(labelled_image, registry,
+                                                                    tmp_path):
+    """With ``ExportManager.push_registry`` set, each export of a public environment also
+    goes to that registry; a private one never does."""
     import asyncio
 
-    from tests.test_export_support import pull_sif, sha256
-    from tljh_rees.app import ReesService
-    from tljh_rees.engine.catalog import list_environments
-    from tljh_rees.export.jobs import ExportManager
+    import docker
 
-    name, tag, commit = private_env
-    service = ReesService(state_dir=str(tmp_path / "state"))
-    service.config.ExportManager.push_registry = f"oras://{registry.host}/hpc"
+    from tests.export_support import pull_sif, sha256
+    from tljh_rees.export.jobs import ExportManager
+    from tljh_rees.store.models import Environment
+
+    name, tag, commit = labelled_image
+    api = docker.APIClient(version="auto")
+    # the shared registry gets public environments only
+    env = Environment(name=name, image=tag, image_id=api.inspect_image(tag)["Id"],
+                      commit=commit, public=True)
 
     async def export():
-        manager = ExportManager.of(service)
-        env = list_environments(service.docker_api())[name]
+        manager = ExportManager(lambda: api, str(tmp_path / "exports"),
+                                push_registry=f"oras://{registry.host}/hpc")
         job = manager.start(env)
         while job["status"] in ("queued", "running"):
             await asyncio.sleep(0.2)

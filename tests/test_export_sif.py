@@ -11,14 +11,13 @@ import uuid
 import docker
 import pytest
 
-from tests.test_export_support import (  # noqa: F401 (fixtures)
+from tests.export_support import (
     build_image,
     run_in_charliecloud,
     sif_header,
     sif_object_name,
     sif_objects,
     siftool,
-    tiny_image,
     tiny_image_files,
     TINY_DOCKERFILE,
 )

@@ -1,7 +1,7 @@
 """Indexing real environment images: files copied out without running them, cached by id.
 
-``build_environment_image`` makes an image exactly as a build labels one (the catalog and
-the spawner read only these labels), so gallery tests don't wait for repo2docker.
+``build_environment_image`` makes an image as a build labels one, so gallery tests don't
+wait for repo2docker.
 """
 
 from __future__ import annotations
@@ -14,21 +14,12 @@ import time
 import uuid
 
 import docker
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tljh_rees.engine.catalog import image_labels, image_tag, list_environments
+from tests.helpers import notebook_json
+from tljh_rees.engine.images import DockerImages, image_tag, provenance_labels
 from tljh_rees.gallery.files import EXTRACT_LABEL
 from tljh_rees.gallery.store import Gallery
-
-
-def notebook_json(title: str, code: str = "print('hello')", output: str = "hello\n") -> str:
-    return nbformat.writes(new_notebook(cells=[
-        new_markdown_cell(f"# {title}"),
-        new_code_cell(code, execution_count=1,
-                      outputs=[new_output("stream", name="stdout", text=output)]),
-    ]))
 
 
 def build_environment_image(base_image: str, files: dict, *, name: str | None = None,
@@ -38,8 +29,8 @@ def build_environment_image(base_image: str, files: dict, *, name: str | None = 
     home; returns (environment name, image tag)."""
     name = name or f"gal-{uuid.uuid4().hex[:8]}"
     commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    fields = {"environment": name, "display_name": name, "repo": "https://example.org/r.git",
-              "ref": "main", "commit": commit, "owner": "alice", "public": "true",
+    fields = {"environment": name, "repo": "https://example.org/r.git",
+              "ref": "main", "commit": commit,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "build_id": uuid.uuid4().hex}
     fields.update(labels)
     context = io.BytesIO()
@@ -58,7 +49,7 @@ def build_environment_image(base_image: str, files: dict, *, name: str | None = 
     context.seek(0)
     tag = image_tag(name, commit)
     docker.from_env().images.build(fileobj=context, custom_context=True, tag=tag,
-                                   labels=image_labels(**fields), rm=True, forcerm=True)
+                                   labels=provenance_labels(**fields), rm=True, forcerm=True)
     return name, tag
 
 
@@ -179,8 +170,8 @@ async def test_prune_forgets_removed_images(environment_images, tmp_path):
     ident = image_id(tag)
     await gallery.manifest(ident)
     os.makedirs(os.path.join(gallery.cache_dir, "deadbeef.partial-x"))
-    envs = list_environments(docker.APIClient(version="auto"))
-    gallery.prune({e.image_id for e in envs.values()})
+    present, _ = DockerImages(lambda: docker.APIClient(version="auto")).present()
+    gallery.prune(set(present))
     assert os.listdir(gallery.cache_dir) == [ident.split(":")[1]]
     gallery.prune(set())
     assert os.listdir(gallery.cache_dir) == []

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from urllib.parse import quote
 
-import docker
 import pytest
 
-from tests.helpers import start_demo_hub, stop_demo_hub
-from tests.test_gallery_files import build_environment_image, notebook_json
+from tests.helpers import (GitRepo, build_through_service, remove_built_images,
+                           start_demo_hub, stop_demo_hub)
+from tests.helpers import notebook_json
 from tljh_rees.handlers.gallery import FRAME_SANDBOX
 
 README = ("# Ocean models\n\nStart with [the intro](intro.ipynb).\n\n"
@@ -17,29 +19,46 @@ README = ("# Ocean models\n\nStart with [the intro](intro.ipynb).\n\n"
 BIG_OUTPUT = "y" * (10 * 1024 * 1024 + 1000)  # just over the default 10 MB limit
 
 
+PUBLIC_FILES = {
+    "README.md": README,
+    "requirements.txt": "numpy\nxarray>=2023\n",
+    "apt.txt": "graphviz\n",
+    "intro.ipynb": notebook_json("Introduction", "print(6 * 7)", "42\n"),
+    "chapters/two words.ipynb": notebook_json("Second chapter"),
+    "big.ipynb": notebook_json("Big", output=BIG_OUTPUT),
+    "broken.ipynb": '{"cells": [ not json',
+}
+PRIVATE_FILES = {"requirements.txt": "pandas\n", "secret.ipynb": notebook_json("Secret")}
+
+
+def make_envs(hub, base_image, directory) -> dict:
+    """Two environments of the user 'builder': a public one with many notebooks, and a
+    private one; their names share a word unique to this run (``envs["word"]``)."""
+    word = uuid.uuid4().hex[:8]
+    builder = hub.user_token("builder")
+    made = {"word": word}
+    public = GitRepo(os.path.join(directory, "ocean"))
+    made["public"] = f"ocean-{word}"
+    build_through_service(hub, public, base_image, PUBLIC_FILES, made["public"],
+                          token=builder, display_name="Ocean models",
+                          description="Simulate the sea")
+    private = GitRepo(os.path.join(directory, "notes"))
+    made["private"] = f"notes-{word}"
+    build_through_service(hub, private, base_image, PRIVATE_FILES, made["private"],
+                          token=builder, display_name="Private notes", public=False)
+    made["repos"] = {"public": public.url, "private": private.url}
+    # indexed after the build; wait for it here (a gallery of public ones hides the other)
+    assert hub.rees("GET", f"gallery/{made['public']}").status_code == 200
+    assert hub.rees("GET", f"gallery/{made['private']}").status_code in (200, 404)
+    return made
+
+
 @pytest.fixture(scope="module")
-def envs(base_image):
-    """Two environments of alice: a public one with many notebooks, a private one."""
-    made = {}
-    made["public"] = build_environment_image(base_image, {
-        "README.md": README,
-        "requirements.txt": "numpy\nxarray>=2023\n",
-        "apt.txt": "graphviz\n",
-        "intro.ipynb": notebook_json("Introduction", "print(6 * 7)", "42\n"),
-        "chapters/two words.ipynb": notebook_json("Second chapter"),
-        "big.ipynb": notebook_json("Big", output=BIG_OUTPUT),
-        "broken.ipynb": '{"cells": [ not json',
-    }, display_name="Ocean models", description="Simulate the sea",
-        repo="https://example.org/ocean.git", owner="alice")
-    made["private"] = build_environment_image(base_image, {
-        "requirements.txt": "pandas\n",
-        "secret.ipynb": notebook_json("Secret"),
-    }, display_name="Private notes", repo="https://example.org/notes.git", owner="alice",
-        public="false")
-    yield {k: v[0] for k, v in made.items()}
-    client = docker.from_env()
-    for _, tag in made.values():
-        client.images.remove(tag, force=True)
+def envs(hub, base_image, tmp_path_factory):
+    made = make_envs(hub, base_image, str(tmp_path_factory.mktemp("gallery-repos")))
+    yield made
+    for key in ("public", "private"):
+        hub.rees("DELETE", f"environments/{made[key]}?force=true")
 
 
 def names(response) -> set[str]:
@@ -47,12 +66,19 @@ def names(response) -> set[str]:
     return {e["name"] for e in response.json()["environments"]}
 
 
+def listed(hub, envs, token=None, **params) -> set[str]:
+    """The gallery's answer among this run's environments (the session Hub has others)."""
+    params.setdefault("q", envs["word"])
+    return names(hub.rees("GET", "gallery", token=token, params=params))
+
+
 def test_api_lists_what_each_user_may_see(hub, envs):
-    alice, bob = hub.user_token("alice"), hub.user_token("bob")
-    assert envs["public"] in names(hub.rees("GET", "gallery", token=bob))
-    assert envs["private"] not in names(hub.rees("GET", "gallery", token=bob))
-    assert {envs["public"], envs["private"]} <= names(hub.rees("GET", "gallery", token=alice))
-    assert {envs["public"], envs["private"]} <= names(hub.rees("GET", "gallery"))  # admin
+    alice, bob = hub.user_token("builder"), hub.user_token("bob")
+    assert listed(hub, envs, bob) == {envs["public"]}
+    assert listed(hub, envs, alice) == {envs["public"], envs["private"]}
+    assert listed(hub, envs) == {envs["public"], envs["private"]}  # admin
+    page = hub.rees("GET", "gallery", token=alice, params={"q": envs["word"], "limit": 1})
+    assert page.json()["total"] == 2 and len(page.json()["environments"]) == 1
 
 
 def test_api_describes_an_environment(hub, envs):
@@ -62,8 +88,8 @@ def test_api_describes_an_environment(hub, envs):
     env = r.json()
     assert env["display_name"] == "Ocean models"
     assert env["description"] == "Simulate the sea"
-    assert env["repo"] == "https://example.org/ocean.git" and len(env["commit"]) == 40
-    assert env["owner"] == "alice" and env["public"] is True
+    assert env["repo"] == envs["repos"]["public"] and len(env["commit"]) == 40
+    assert env["owner"] == "builder" and env["public"] is True
     assert env["packages"] == {"python": ["numpy", "xarray"], "apt": ["graphviz"]}
     notebooks = {n["path"]: n for n in env["notebooks"]}
     assert list(notebooks) == ["big.ipynb", "broken.ipynb", "intro.ipynb",
@@ -79,17 +105,18 @@ def test_api_describes_an_environment(hub, envs):
 
 
 def test_search_by_name_repo_and_package(hub, envs):
-    alice = hub.user_token("alice")
+    alice = hub.user_token("builder")
 
     def found(**params):
-        return names(hub.rees("GET", "gallery", token=alice, params=params)) & set(envs.values())
+        return names(hub.rees("GET", "gallery", token=alice, params=params)) & \
+            {envs["public"], envs["private"]}
 
     assert found(q="ocean SEA") == {envs["public"]}
     assert found(q="notes") == {envs["private"]}
     assert found(q="graphviz") == {envs["public"]}
     assert found(package="NumPy") == {envs["public"]}
     assert found(package="pandas") == {envs["private"]}
-    assert found(repo="https://example.org/notes.git") == {envs["private"]}
+    assert found(repo=envs["repos"]["private"]) == {envs["private"]}
     assert found(q="nothing-like-this") == set()
 
 
@@ -99,22 +126,23 @@ def test_private_environment_is_not_found_by_others(hub, envs):
     assert hub.rees("GET", f"gallery/{name}", token=bob).status_code == 404
     assert hub.request("GET", f"/services/rees/gallery/{name}/render/secret.ipynb",
                        token=bob).status_code == 404
-    r = hub.rees("GET", f"gallery/{name}/notebooks/secret.ipynb", token=hub.user_token("alice"))
+    r = hub.rees("GET", f"gallery/{name}/notebooks/secret.ipynb",
+                 token=hub.user_token("builder"))
     assert r.status_code == 200, r.text
 
 
 def test_gallery_page_lists_cards_and_filters_without_script(hub, envs):
     bob = hub.user_token("bob")
-    r = hub.request("GET", "/services/rees/gallery", token=bob)
+    r = hub.request("GET", "/services/rees/gallery", token=bob, params={"q": envs["word"]})
     assert r.status_code == 200
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert "Ocean models" in r.text and "Private notes" not in r.text
     assert 'href="/services/rees/gallery"' in r.text  # the nav entry
-    card = re.search(rf'<div class="col gallery-card" data-name="{envs["public"]}"[^>]*>', r.text)
-    assert card and " hidden" not in card.group(0)
-    r = hub.request("GET", "/services/rees/gallery", token=bob, params={"package": "pandas"})
-    card = re.search(rf'<div class="col gallery-card" data-name="{envs["public"]}"[^>]*>', r.text)
-    assert card and " hidden" in card.group(0)
+    card = f'<div class="col gallery-card" data-name="{envs["public"]}"'
+    assert card in r.text
+    r = hub.request("GET", "/services/rees/gallery", token=bob,
+                    params={"q": envs["word"], "package": "pandas"})
+    assert card not in r.text and 'id="gallery-none"' in r.text
 
 
 def test_environment_page_shows_readme_notebooks_and_launch_links(hub, envs):
@@ -175,14 +203,16 @@ def test_unknown_environment_and_notebook(hub, envs):
         assert r.status_code == 404 and "has no notebook" in r.json()["error"]
 
 
-def test_admin_can_show_only_public_environments(envs, tmp_path):
+def test_admin_can_show_only_public_environments(base_image, tmp_path):
     """``rees.gallery.show: public``: private environments stay out, even for their owner
     and admins (they remain launchable from the Environments page)."""
-    proc, hub = start_demo_hub(str(tmp_path / "hub"), {"gallery": {"show": "public"}})
+    proc, hub = start_demo_hub(str(tmp_path / "hub"), {"gallery": {"show": "public"},
+                                                        "builders": ["builder"]})
     try:
-        for token in (None, hub.user_token("alice")):
-            shown = names(hub.rees("GET", "gallery", token=token))
-            assert envs["public"] in shown and envs["private"] not in shown
+        envs = make_envs(hub, base_image, str(tmp_path / "repos"))
+        for token in (None, hub.user_token("builder")):
+            assert listed(hub, envs, token) == {envs["public"]}
         assert hub.rees("GET", f"gallery/{envs['private']}").status_code == 404
     finally:
         stop_demo_hub(proc, hub)
+        remove_built_images(os.path.join(str(tmp_path / "hub"), "rees", "rees.sqlite"))

@@ -37,7 +37,7 @@ def test_service_is_appended_after_tljhs_culler():
     assert culler == CULLER
     assert rees["name"] == SERVICE_NAME and rees["url"] == "http://127.0.0.1:7001"
     assert rees["command"] == ["/hub/python", "-m", "tljh_rees.service"]
-    assert rees["oauth_client_allowed_scopes"] == [BUILD_SCOPE, ADMIN_SCOPE]
+    assert rees["oauth_client_allowed_scopes"] == [BUILD_SCOPE, ADMIN_SCOPE, "servers!user"]
 
 
 def test_services_appended_lazily_by_others_are_kept():

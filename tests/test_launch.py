@@ -7,7 +7,7 @@ import docker
 import pytest
 
 from tests.helpers import dockerfile_repo, wait_ready
-from tests.test_builds_api import wait_build
+from tests.helpers import wait_build
 
 
 @pytest.fixture(scope="module")
@@ -132,21 +132,54 @@ def test_unknown_environment_and_profile(hub, environments, unique):
     assert r.status_code == 400 and r.json()["field"] == "profile"
 
 
-def test_launch_link_redirects_through_the_hub_spawn_page(hub, environments, unique):
+def test_a_launch_link_starts_nothing_until_the_user_confirms(hub, environments, unique):
+    """A link can come from any page: opening it shows what would start; only the posted
+    form (the user's click) starts the server, which then opens ``urlpath``."""
     env = environments[1]
     user = unique("erin")
     token = hub.user_token(user)
     r = hub.request("GET", f"/services/rees/launch/{env}?urlpath=lab/tree/marker.txt",
                     token=token, allow_redirects=False)
-    assert r.status_code == 302
+    assert r.status_code == 200 and 'id="launch-start"' in r.text
+    assert 'name="urlpath" value="lab/tree/marker.txt"' in r.text
+    assert hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"] == {}
+    # (the Hub's own spawn URL with options in its query: ui-tests/test_launch_ui.py)
+
+    r = hub.request("POST", f"/services/rees/launch/{env}", token=token,
+                    data={"urlpath": "lab/tree/marker.txt"}, allow_redirects=False)
+    assert r.status_code == 302, r.text
     target = urllib.parse.urlsplit(r.headers["Location"])
-    query = urllib.parse.parse_qs(target.query)
-    assert target.path == f"/hub/spawn/{user}/{env}"
-    assert query["environment"] == [env]
-    assert query["next"] == [f"/user/{user}/{env}/lab/tree/marker.txt"]
+    next_url = f"/user/{user}/{env}/lab/tree/marker.txt"
+    assert target.path in (f"/hub/spawn-pending/{user}/{env}", next_url)
+    if target.path != next_url:
+        assert urllib.parse.parse_qs(target.query)["next"] == [next_url]
+    wait_ready(hub, user, env, token=token)
+    # once it runs, the link goes straight to it
+    r = hub.request("GET", f"/services/rees/launch/{env}?urlpath=lab/tree/marker.txt",
+                    token=token, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == next_url
+    hub.request("DELETE", f"/hub/api/users/{user}/servers/{env}", token=token)
     # (following it in a browser is tested in ui-tests/test_launch_ui.py)
     r = hub.request("GET", "/services/rees/launch/nope", token=token, allow_redirects=False)
     assert r.status_code == 404
+
+
+def test_a_token_that_may_not_start_servers_cannot_launch(hub, environments, unique):
+    """The service holds admin:servers; it acts for a user only when their token could
+    start the server itself."""
+    user = unique("limited")
+    hub.user_token(user)
+    r = hub.request("POST", f"/hub/api/users/{user}/tokens",
+                    json={"scopes": ["access:services!service=rees"], "note": "narrow"})
+    assert r.status_code == 201, r.text
+    narrow = r.json()["token"]
+    assert hub.rees("GET", "environments", token=narrow).status_code == 200
+    r = hub.rees("POST", "applications", token=narrow, json={"environment": environments[0]})
+    assert r.status_code == 403 and f"servers!user={user}" in r.json()["error"]
+    r = hub.request("POST", f"/services/rees/launch/{environments[0]}", token=narrow,
+                    data={}, allow_redirects=False)
+    assert r.status_code == 403
+    assert hub.request("GET", f"/hub/api/users/{user}").json()["servers"] == {}
 
 
 def test_tljh_idle_culler_stops_idle_environment_servers(base_image, tmp_path, git_repo):

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import GitRepo, dockerfile_repo
-from tests.test_builds_api import wait_build
+from tests.helpers import wait_build
 
 BUILD_TIMEOUT = 300_000  # ms; a build queues behind other tests' builds on a shared engine
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import docker
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from playwright.sync_api import expect
 
-from tests.test_gallery_files import build_environment_image, notebook_json
+from tests.helpers import GitRepo, build_through_service
+from tests.helpers import notebook_json
 from tljh_rees.handlers.gallery import FRAME_SANDBOX
 
 # Each payload tries what a script on the Hub's origin could do as the viewer: write to the
@@ -47,23 +50,30 @@ def hostile_notebook() -> str:
 
 
 @pytest.fixture(scope="module")
-def gallery_envs(base_image):
-    made = {
-        "hostile": build_environment_image(base_image, {
-            "README.md": "# Hostile\n\nA notebook that tries to escape.\n",
-            "requirements.txt": "numpy\n",
-            "hostile.ipynb": hostile_notebook(),
-        }, display_name="Hostile sample", owner="mallory"),
-        "plain": build_environment_image(base_image, {
-            "README.md": "# Plain\n\nNothing to see.\n",
-            "requirements.txt": "pandas\n",
-            "analysis/report.ipynb": notebook_json("Quarterly report", "print(6 * 7)", "42\n"),
-        }, display_name="Plain reports", description="Reports about quarters", owner="alice"),
-    }
-    yield {k: v[0] for k, v in made.items()}
-    client = docker.from_env()
-    for _, tag in made.values():
-        client.images.remove(tag, force=True)
+def gallery_envs(hub, base_image, tmp_path_factory):
+    """Two public environments of the user 'builder', named with a word unique to the run."""
+    word = uuid.uuid4().hex[:8]
+    root = tmp_path_factory.mktemp("gallery-ui")
+    builder = hub.user_token("builder")
+    made = {"word": word, "hostile": f"hostile-{word}", "plain": f"plain-{word}"}
+    build_through_service(hub, GitRepo(str(root / "hostile")), base_image, {
+        "README.md": "# Hostile\n\nA notebook that tries to escape.\n",
+        "requirements.txt": "numpy\n",
+        "hostile.ipynb": hostile_notebook(),
+    }, made["hostile"], token=builder, display_name="Hostile sample")
+    plain = GitRepo(str(root / "plain"))
+    build_through_service(hub, plain, base_image, {
+        "README.md": "# Plain\n\nNothing to see.\n",
+        "requirements.txt": "pandas\n",
+        "analysis/report.ipynb": notebook_json("Quarterly report", "print(6 * 7)", "42\n"),
+    }, made["plain"], token=builder, display_name="Plain reports",
+        description="Reports about quarters")
+    made["plain_repo"] = plain.url
+    for key in ("hostile", "plain"):  # indexed after the build; wait for it here
+        assert hub.rees("GET", f"gallery/{made[key]}").status_code == 200
+    yield made
+    for key in ("hostile", "plain"):
+        hub.rees("DELETE", f"environments/{made[key]}?force=true")
 
 
 def test_hostile_notebook_runs_no_script_on_the_hub_origin(page, hub, login, shot, gallery_envs):
@@ -107,27 +117,27 @@ def test_hostile_payload_is_live_without_the_sandbox(page, hub, gallery_envs):
 def test_browse_search_and_read_a_notebook(page, hub, login, shot, gallery_envs):
     plain, hostile = gallery_envs["plain"], gallery_envs["hostile"]
     login(page, "reader")
-    page.goto(f"{hub.url}/services/rees/gallery")
+    page.goto(f"{hub.url}/services/rees/gallery?q={gallery_envs['word']}")
     expect(page.locator("nav .nav-link.active")).to_have_text("Gallery")
     plain_card = page.locator(f'.gallery-card[data-name="{plain}"]')
     hostile_card = page.locator(f'.gallery-card[data-name="{hostile}"]')
     expect(plain_card).to_be_visible()
     expect(hostile_card).to_be_visible()
     expect(plain_card).to_contain_text("Reports about quarters")
-    expect(plain_card).to_contain_text("https://example.org/r.git @")
-    expect(plain_card).to_contain_text("by alice")
+    expect(plain_card).to_contain_text(f"{gallery_envs['plain_repo']} @")
+    expect(plain_card).to_contain_text("by builder")
     expect(plain_card).to_contain_text("pandas")
     shot(page, "gallery-list")
 
-    page.fill("#gallery-q", "quarters")
+    page.fill("#gallery-q", f"{gallery_envs['word']} quarters")  # narrows as one types
     expect(hostile_card).to_be_hidden()
     expect(plain_card).to_be_visible()
-    assert "q=quarters" in page.url
-    page.fill("#gallery-q", "")
-    page.select_option("#gallery-package", "numpy")
+    page.fill("#gallery-q", gallery_envs["word"])
+    page.select_option("#gallery-package", "numpy")  # searches every environment
+    page.wait_for_url("**package=numpy**")
     expect(plain_card).to_be_hidden()
     expect(hostile_card).to_be_visible()
-    page.select_option("#gallery-package", "")
+    page.goto(f"{hub.url}/services/rees/gallery?q={gallery_envs['word']}")
 
     plain_card.get_by_role("link", name="Browse").click()
     expect(page.locator("#gallery-readme h1")).to_have_text("Plain")
@@ -151,6 +161,7 @@ def test_launch_from_the_gallery_opens_the_notebook_with_storage(page, hub, logi
     page.goto(f"{hub.url}/services/rees/gallery/{name}/notebooks/analysis/report.ipynb")
     try:
         page.get_by_role("link", name="Launch this notebook").click()
+        page.click("#launch-start")  # the launch page: the user's own click starts it
         page.wait_for_url(f"**/user/{user}/{name}/lab/tree/analysis/report.ipynb",
                           timeout=180_000)
         expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_contain_text(

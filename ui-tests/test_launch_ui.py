@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import GitRepo, dockerfile_repo
-from tests.test_builds_api import wait_build
+from tests.helpers import wait_build
 
 START_TIMEOUT = 180_000  # ms: starting a container and loading JupyterLab on a busy machine
 
@@ -40,6 +40,10 @@ def test_launch_link_opens_a_file_in_jupyterlab(page, hub, login, shot, environm
     user, name = unique("rita"), environment["name"]
     login(page, user)
     page.goto(f"{hub.service_url}/launch/{name}?urlpath=lab/tree/marker.txt")
+    expect(page.locator("h1")).to_contain_text("Launch")
+    shot(page, "launch-confirm")
+    assert hub.request("GET", f"/hub/api/users/{user}").json()["servers"] == {}
+    page.click("#launch-start")  # the user's own click starts it
     page.wait_for_url(re.compile(rf"/user/{user}/{name}/lab/tree/marker\.txt"),
                       timeout=START_TIMEOUT)
     editor = page.locator(".jp-FileEditor .cm-content")
@@ -64,7 +68,7 @@ def test_spawn_page_picker(page, hub, login, shot, environment, unique):
     choice.click()  # the whole row is the radio button's label
     radio = page.locator(f'input[name=environment][value="{environment["name"]}"]')
     expect(radio).to_be_checked()
-    expect(page.get_by_label("Machine profile")).to_have_value("small")
+    expect(page.get_by_label("Machine profile")).to_have_value("")  # the environment's own
     shot(page, "spawn-picker")
 
     page.emulate_media(color_scheme="dark")
@@ -75,3 +79,16 @@ def test_spawn_page_picker(page, hub, login, shot, environment, unique):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400, f"the page is {width}px wide in a 400px window"
     shot(page, "spawn-picker-narrow-dark")
+
+
+def test_a_spawn_link_with_options_only_fills_the_form(page, hub, login, environment, unique):
+    """JupyterHub starts a server from query arguments on a GET; a link from another site
+    must not start one with the user's files, so the form is shown, filled in."""
+    user = unique("linked")
+    login(page, user)
+    page.goto(f"{hub.url}/hub/spawn/{user}/linked?environment={environment['name']}")
+    expect(page.locator("#rees-environments")).to_be_visible()
+    expect(page.get_by_text("a link does not start a server")).to_be_visible()
+    radio = page.locator(f'input[name=environment][value="{environment["name"]}"]')
+    expect(radio).to_be_checked()
+    assert "linked" not in hub.request("GET", f"/hub/api/users/{user}").json()["servers"]

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import GitRepo, dockerfile_repo
-from tests.test_builds_api import wait_build
+from tests.helpers import wait_build
 
 START_TIMEOUT = 180_000  # ms: starting a container and loading JupyterLab on a busy machine
 

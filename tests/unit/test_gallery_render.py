@@ -11,12 +11,12 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tljh_rees.engine.catalog import EnvironmentImage, image_labels
 from tljh_rees.gallery.files import ImagePlaces, Limits, kind_of, safe_relpath
-from tljh_rees.gallery.listing import GalleryEntry, shown, with_record
+from tljh_rees.gallery.listing import GalleryEntry
 from tljh_rees.gallery.packages import declared_packages, normalize
 from tljh_rees.gallery.render import NotebookProblem, notebook_html, readme_html, read_notebook
 from tljh_rees.gallery.store import Manifest, NotebookEntry
+from tljh_rees.store.models import Environment
 
 # A 1x1 red PNG.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAF"
@@ -216,31 +216,11 @@ def test_image_places_prefer_repo_dir_then_workdir_then_home():
 
 # -- listing ----------------------------------------------------------------------------
 
-def environment(name="env", **labels) -> EnvironmentImage:
-    fields = {"environment": name, "repo": "https://example.org/r.git", "owner": "alice"}
-    fields.update(labels)
-    return EnvironmentImage(name=name, image=f"rees-{name}:abc", image_id="sha256:" + "0" * 64,
-                            size=1, created_ts=1, labels=image_labels(**fields))
-
-
-def test_shown_follows_the_admins_choice():
-    private = environment(public="false")
-    public = environment(public="true")
-    assert shown(public, "bob", False, "all") and shown(public, "bob", False, "public")
-    assert not shown(private, "bob", False, "all")
-    assert shown(private, "alice", False, "all") and shown(private, "admin", True, "all")
-    assert not shown(private, "alice", False, "public")
-    assert not shown(private, "admin", True, "public")
-
-
-def test_database_record_overrides_labels():
-    class Record:
-        display_name, description, public, owner = "Renamed", "New text", False, "carol"
-
-    env = with_record(environment(display_name="Old", public="true"), Record)
-    assert env.display_name == "Renamed" and env.label("description") == "New text"
-    assert not env.public and env.label("owner") == "carol"
-    assert with_record(environment(), None) == environment()
+def environment(name="env", **fields) -> Environment:
+    values = {"name": name, "repo": "https://example.org/r.git", "owner": "alice",
+              "display_name": "", "description": "", "public": True}
+    values.update(fields)
+    return Environment(**values)
 
 
 def test_search_matches_words_repo_and_normalized_package():

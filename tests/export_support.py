@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 
-import pytest
 import requests
 
 GREET = 'echo "greeting=$GREETING args=$*"\n'
@@ -61,12 +60,6 @@ def tiny_image_files() -> dict[str, bytes]:
     for lib in _shell_files():
         files[lib] = open(os.path.realpath(lib), "rb").read()
     return files
-
-
-@pytest.fixture(scope="session")
-def tiny_image(engine):
-    """A ~2 MB image: dash, libc, /greet.sh as ENTRYPOINT, a CMD, ENV and a label."""
-    return build_image("rees-test/tiny", TINY_DOCKERFILE, tiny_image_files())
 
 
 def image_id(tag: str) -> str:
@@ -124,15 +117,6 @@ class LocalRegistry:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    if not shutil.which("docker-registry"):
-        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
-    reg = LocalRegistry(str(tmp_path_factory.mktemp("registry")))
-    yield reg
-    reg.stop()
 
 
 def pull_sif(registry_host: str, path: str, tag: str, outdir: str) -> str:
