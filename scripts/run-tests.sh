@@ -3,7 +3,8 @@
 #   1. scripts/setup-host.sh: packages, Docker engine + buildx, dockerd, the proxy,
 #      .venv (JupyterHub 5.x) and .venv-jh6 (JupyterHub 6.x);
 #   2. every test in tests/ and ui-tests/ with JupyterHub 5.x;
-#   3. the hook tests and the end-to-end spawn test again with JupyterHub 6.x.
+#   3. the hook tests, the end-to-end spawn test and the catalog tests (the spawner asks
+#      the catalog) again with JupyterHub 6.x.
 # JUnit reports, logs and screenshots go to test-artifacts/. Extra arguments go to
 # both pytest runs (e.g. -x, -k NAME). Exits non-zero if any stage failed.
 set -uo pipefail
@@ -11,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 ARTIFACTS=test-artifacts
 JH6_TESTS=(tests/test_plugin_hooks.py tests/test_hubconfig.py tests/test_demo_hub.py
-           "tests/test_launch.py::test_launch_with_limits_storage_and_two_environments")
+           "tests/test_launch.py::test_launch_with_limits_storage_and_two_environments"
+           tests/test_catalog_hub.py)
 # A stage that hangs is interrupted (SIGINT: pytest still writes its report and summary).
 JH5_TIMEOUT=${JH5_TIMEOUT:-3600}
 JH6_TIMEOUT=${JH6_TIMEOUT:-900}
