@@ -38,7 +38,8 @@ def hub(base_image, tmp_path_factory):
     (datasets / "survey.csv").write_text("site,count\nnorth,12\n")
     datasets.chmod(0o755)  # readable by the servers' user, as an admin's dataset would be
     with open(os.path.join(state_dir, "rees_config.py"), "w") as f:  # the admin's own file
-        f.write("c.ReesService.engine_sync_interval = 2\n")
+        f.write("c.ReesService.engine_sync_interval = 2\n"
+                "c.ReesService.event_keepalive = 1\n")
     proc, running = start_demo_hub(state_dir, {
         "data_mounts": {"datasets": {"source": str(datasets), "target": "/data/datasets",
                                      "readonly": True}},

@@ -351,3 +351,25 @@ def test_same_commit_under_another_name_reuses_the_image(hub, unique, git_repo, 
     assert twin.id == original.id  # the same image under a second tag: no build ran
     env = hub.rees("GET", "environments/" + unique("twin-b")).json()
     assert env["description"] == "the twin" and env["status"] == "built"
+
+
+def test_a_quiet_build_step_keeps_the_event_stream_to_its_end(hub, unique, git_repo,
+                                                              base_image):
+    """The stream sends keepalive comments while a step prints nothing (1 s in the test Hub,
+    from its rees_config.py), and still ends with the final phase: it used to drop the
+    listener at the first keepalive."""
+    repo = git_repo()
+    repo.commit({"Dockerfile": f"FROM {base_image}\n"
+                               f"RUN echo quiet-{uuid.uuid4().hex} && sleep 5 && echo awake\n"})
+    build = hub.rees("POST", "builds", json={"repo": repo.url, "name": unique("quiet")}).json()
+    wait_running(hub, build["id"])
+    keepalives, last = 0, None
+    with requests.get(f"{hub.service_url}/api/builds/{build['id']}/events", stream=True,
+                      headers={"Authorization": f"token {hub.token}"}, timeout=120) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith(": keepalive"):
+                keepalives += 1
+            elif line.startswith("data: "):
+                last = json.loads(line[6:])
+    assert keepalives >= 2, "no keepalive was sent while the step was quiet"
+    assert last["type"] == "phase" and last["phase"] == "built", last

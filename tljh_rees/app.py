@@ -83,6 +83,10 @@ class ReesService(Application):
     hub_prefix = Unicode(config=True, help="URL prefix of the Hub's pages (e.g. /hub/).")
     builder_class = Type(Repo2DockerBuilder, klass=Builder, config=True,
                          help="What turns a fetched repository into an image.")
+    event_keepalive = Integer(
+        15, config=True,
+        help="Seconds of silence after which a build's event stream sends a comment, so "
+             "proxies and clients keep the connection open during quiet build steps.")
     engine_sync_interval = Integer(
         60, config=True,
         help="Seconds between looks at the engine's images, so the catalog notices an "
@@ -148,7 +152,7 @@ class ReesService(Application):
             "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
             "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
             "composer": composer, "launcher": Launcher(catalog, hub),
-            "gallery_show": self.gallery_show,
+            "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }
 

@@ -96,7 +96,7 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         "name": SERVICE_NAME,
         "url": f"http://{settings.service_ip}:{settings.service_port}",
         "command": [python, "-m", "tljh_rees.service"],
-        # The service's config (build args may hold secrets) travels in its environment,
+        # The service's config travels in its environment,
         # which only root and the service can read; never on the command line.
         "environment": {SERVICE_CONFIG_ENV: env_config},
         "oauth_no_confirm": True,

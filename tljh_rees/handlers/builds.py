@@ -15,7 +15,6 @@ from .base import APIHandler, InputError
 
 BUILD_FIELDS = {"repo", "ref", "name", "profile", "credentials", "display_name",
                 "description", "public"}
-KEEPALIVE_SECONDS = 15
 
 
 def build_json(build: Build, builds, urls) -> dict:
@@ -69,7 +68,7 @@ class BuildHandler(BuildAPIHandler):
 
 class BuildEventsHandler(APIHandler):
     """Server-sent events: replay from the start (or Last-Event-ID), then live, with a
-    comment every ``KEEPALIVE_SECONDS`` while the build is quiet."""
+    comment every ``ReesService.event_keepalive`` seconds while the build is quiet."""
 
     def set_default_headers(self):
         self.set_header("Content-Type", "text/event-stream")
@@ -92,7 +91,7 @@ class BuildEventsHandler(APIHandler):
                 # cancelling would end the stream before its final phase.
                 next_batch = asyncio.ensure_future(batches.__anext__())
                 while not next_batch.done():
-                    await asyncio.wait([next_batch], timeout=KEEPALIVE_SECONDS)
+                    await asyncio.wait([next_batch], timeout=self.settings["event_keepalive"])
                     if not next_batch.done():
                         self.write(": keepalive\n\n")
                         await self.flush()

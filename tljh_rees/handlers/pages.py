@@ -55,7 +55,8 @@ class EnvironmentsPage(PageHandler):
 
     @web.authenticated
     def get(self):
-        # Build arguments are the admin's (they may hold secrets): builders see only names.
+        # Build arguments are the admin's: the page names them (a Dockerfile could print
+        # their values, so they are no secret; README says so).
         build_args = sorted(getattr(self.settings["builder"], "build_args", None) or {})
         self.render_page("environments.html", active="", build_args=build_args,
                          allow_local_repos=self.builds.allow_local_repos,
