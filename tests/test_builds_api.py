@@ -8,7 +8,8 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import dockerfile_repo, slow_repo, sse_events, wait_build, wait_running
+from tests.helpers import (CommandLineWatcher, dockerfile_repo, slow_repo, sse_events,
+                           wait_build, wait_running)
 
 
 def test_build_dockerfile_repo_then_cache_hit(hub, unique, git_repo, base_image):
@@ -183,41 +184,6 @@ def test_delete_environment_conflicts_while_a_server_runs(hub, unique, git_repo,
         client.images.get(build["image"])
 
 
-class ProcessListWatcher:
-    """Reads every process's command line, over and over, looking for ``secret``."""
-
-    def __init__(self, secret: str):
-        import threading
-
-        self.secret = secret.encode()
-        self.found: list[str] = []
-        self.git_commands_seen = 0  # a control: the watcher does see the build's processes
-        self.running = True
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _watch(self):
-        import glob
-
-        while self.running:
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(path, "rb") as f:
-                        cmdline = f.read()
-                    if self.secret in cmdline:
-                        self.found.append(path)
-                    if cmdline.startswith(b"git\0"):
-                        self.git_commands_seen += 1
-                except OSError:
-                    pass
-            time.sleep(0.02)
-
-    def stop(self) -> list[str]:
-        self.running = False
-        self.thread.join()
-        return self.found
-
-
 def test_private_repo_credentials_never_leak(hub, unique, git_repo, base_image, tmp_path):
     import subprocess
 
@@ -231,7 +197,7 @@ def test_private_repo_credentials_never_leak(hub, unique, git_repo, base_image, 
     subprocess.run(["git", "clone", "-q", "--bare", src.path, str(bare)], check=True)
     with PrivateGitServer(str(bare.parent), "alice", secret) as server:
         url = f"{server.url}/private.git"
-        watcher = ProcessListWatcher(secret)
+        watcher = CommandLineWatcher(secret)
         r = hub.rees("POST", "builds", json={"repo": url, "name": unique("private-env"),
                                              "credentials": {"username": "alice",
                                                              "password": secret}})

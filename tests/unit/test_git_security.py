@@ -12,15 +12,15 @@ import base64
 import glob
 import os
 import subprocess
-import threading
 import time
 
 import pytest
 
 from tests.githttp import PrivateGitServer
-from tests.helpers import GitRepo
+from tests.helpers import CommandLineWatcher, GitRepo
 from tljh_rees.builds.git import GitError, checkout, git_env, redact, resolve_ref
-from tljh_rees.builds.request import Credentials, check_repo
+from tljh_rees.builds.credentials import Credentials
+from tljh_rees.builds.request import check_repo
 
 SECRET_TEXT = "host-secret-7f3a91"  # in a repository on the host that no build may read
 
@@ -254,36 +254,6 @@ def test_a_lone_user_part_is_a_password_and_redacted():
     assert (credentials.username, credentials.password) == ("alice", "pw/x")
 
 
-class CommandLineWatcher:
-    """Reads every process's command line over and over, looking for ``secret``."""
-
-    def __init__(self, secret: str):
-        self.secret = secret.encode()
-        self.found: list[str] = []
-        self.git_seen = 0  # a control: it does see the clone's processes
-        self.running = True
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _watch(self):
-        while self.running:
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(path, "rb") as f:
-                        cmdline = f.read()
-                except OSError:
-                    continue
-                if self.secret in cmdline:
-                    self.found.append(cmdline.decode("latin-1"))
-                if cmdline.startswith(b"git\0"):
-                    self.git_seen += 1
-
-    def stop(self) -> list[str]:
-        self.running = False
-        self.thread.join()
-        return self.found
-
-
 def test_a_token_in_the_user_part_is_on_no_command_line(git_repo, tmp_path, monkeypatch):
     token = "glpat-UserPartToken77"
     trace = tmp_path / "trace"
@@ -302,7 +272,7 @@ def test_a_token_in_the_user_part_is_on_no_command_line(git_repo, tmp_path, monk
         finally:
             found = watcher.stop()
     assert found == []
-    assert watcher.git_seen > 0
+    assert watcher.git_commands_seen > 0
     traced = trace.read_text()
     assert "run_command:" in traced and "remote-http" in traced  # control: children traced
     assert token not in traced
