@@ -27,6 +27,10 @@ except ImportError:  # Python < 3.11
 
 ERROR, WARNING = "error", "warning"
 
+# Longer lines are reported instead of checking their section: no REES file needs them, and
+# third-party parsers (packaging, PyYAML, bash) then never see a hostile megabyte line.
+MAX_LINE_CHARS = 10_000
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -55,7 +59,17 @@ PIP_FILE_OPTIONS = {
     "--prefer-binary", "--require-hashes", "--only-binary", "--no-binary", "--use-feature",
 }
 _URL_OR_PATH = re.compile(r"^([a-z][a-z0-9+.-]*://|git\+|hg\+|svn\+|bzr\+|\.{0,2}/)", re.I)
-_COMMENT = re.compile(r"(^|\s+)#.*$")
+# A '#' at the start or after whitespace starts a comment (pip's rule). pip writes it
+# (^|\s+)#.*$, which backtracks quadratically over long runs of spaces; a one-character
+# lookbehind finds the same '#' and the whitespace before it is stripped afterwards.
+_COMMENT = re.compile(r"(?:^|(?<=\s))#")
+# An option after a requirement ("numpy --hash=..."), found the same way (not \s+--?[a-z]).
+_TRAILING_OPTION = re.compile(r"(?<=\s)--?[a-z]")
+
+
+def _strip_comment(line: str) -> str:
+    comment = _COMMENT.search(line)
+    return line[:comment.start()].rstrip() if comment else line
 
 
 def _logical_lines(text: str):
@@ -64,7 +78,7 @@ def _logical_lines(text: str):
     for number, line in _numbered(text):
         if start is None:
             start = number
-        line = _COMMENT.sub("", line)
+        line = _strip_comment(line)
         if line.endswith("\\"):
             parts.append(line[:-1])
             continue
@@ -105,7 +119,8 @@ def check_pip_file(section: str, text: str, allow_options: bool = True) -> list[
                 problems.append(Problem(section, number, f"unknown pip option {option!r}; "
                                         f"expected a requirement like numpy==2.1"))
             continue
-        requirement = re.split(r"\s+--?[a-z]", line, maxsplit=1)[0].strip()
+        option = _TRAILING_OPTION.search(line)
+        requirement = (line[:option.start()] if option else line).strip()
         if _URL_OR_PATH.match(requirement):
             continue  # pip installs from URLs and paths too; PEP 508 has no word on them
         reason = check_requirement(requirement)
@@ -208,10 +223,38 @@ def check_runtime(text: str) -> list[Problem]:
 
 # --- environment.yml ----------------------------------------------------------------------
 
-_CONDA_SPEC = re.compile(r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*::)?[A-Za-z0-9_][A-Za-z0-9_.+-]*"
-                         r"(\s*\[[^\]]*\])?(\s*[<>=!~]{0,2}\s*[A-Za-z0-9_.*+!<>=,|~ -]*)?"
-                         r"(\[[^\]]*\])?$")
+# channel::name[selector] version[selector], as pieces: each is matched from where the
+# previous one ended and takes all it can (see is_conda_spec).
+_CONDA_CHANNEL = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*::")
+_CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_CONDA_VERSION = re.compile(r"\s*[<>=!~]{0,2}\s*[A-Za-z0-9_.*+!<>=,|~ -]*")
+_SPACES = re.compile(r"\s*")
+_BRACKETS = re.compile(r"\[[^\]]*\]")
 ENVIRONMENT_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
+
+
+def is_conda_spec(spec: str) -> bool:
+    """Whether ``spec`` is a conda package spec like numpy, numpy>=2.1 or conda-forge::numpy.
+
+    One regex for the whole spec let the name, the spaces and the version share
+    characters, so a failing match retried every split (cubic in a run of spaces). Here
+    each piece is greedy and matched once: the name runs until a character it cannot
+    hold, and so on. That accepts the same specs, because a shorter piece would only hand
+    characters to the next one, which accepts them too.
+    """
+    channel = _CONDA_CHANNEL.match(spec)
+    name = _CONDA_NAME.match(spec, channel.end() if channel else 0)
+    if not name:
+        return False
+    end = name.end()
+    selector = _BRACKETS.match(spec, _SPACES.match(spec, end).end())
+    if selector:
+        end = selector.end()
+    end = _CONDA_VERSION.match(spec, end).end()
+    selector = _BRACKETS.match(spec, end)
+    if selector:
+        end = selector.end()
+    return end == len(spec)
 
 
 def _node_line(node) -> int:
@@ -224,6 +267,8 @@ def check_environment(text: str) -> list[Problem]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         yaml.safe_load(text)  # also catches e.g. unknown tags the composer tolerates
+    except RecursionError:  # PyYAML recurses once per level: "[[[[..." stops it here
+        return [Problem("environment", None, "not valid YAML: nested too deeply")]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         reason = getattr(e, "problem", None) or str(e)
@@ -249,17 +294,29 @@ def check_environment(text: str) -> list[Problem]:
     return problems
 
 
+def _once(nodes, checked: set[int]):
+    """Each node the first time it appears: YAML aliases repeat a node without repeating
+    its text, so a short file could otherwise ask for millions of checks."""
+    for node in nodes:
+        if id(node) not in checked:
+            checked.add(id(node))
+            yield node
+
+
 def _check_dependencies(node) -> list[Problem]:
     if not isinstance(node, yaml.SequenceNode):
         return [Problem("environment", _node_line(node), "'dependencies' must be a list of "
                         "packages, e.g. - numpy=2.1")]
     problems, has_pip, pip_line = [], False, None
-    for item in node.value:
+    items: set[int] = set()
+    pip_lists: set[int] = set()
+    pip_entries: set[int] = set()
+    for item in _once(node.value, items):
         if isinstance(item, yaml.ScalarNode):
             spec = str(item.value).strip()
             if re.match(r"^pip(\s|$|[<>=])", spec):
                 has_pip = True
-            if not _CONDA_SPEC.match(spec):
+            if not is_conda_spec(spec):
                 problems.append(Problem("environment", _node_line(item), f"{spec!r} is not a "
                                         "conda package spec like numpy or numpy>=2.1"))
         elif isinstance(item, yaml.MappingNode) and [k.value for k, _ in item.value] == ["pip"]:
@@ -269,7 +326,10 @@ def _check_dependencies(node) -> list[Problem]:
                 problems.append(Problem("environment", _node_line(pip_list),
                                         "'pip' must be a list of pip requirements"))
                 continue
-            for entry in pip_list.value:
+            if id(pip_list) in pip_lists:
+                continue  # the same list again, by an alias
+            pip_lists.add(id(pip_list))
+            for entry in _once(pip_list.value, pip_entries):
                 if not isinstance(entry, yaml.ScalarNode):
                     problems.append(Problem("environment", _node_line(entry),
                                             "a pip entry must be a requirement like numpy==2.1"))
@@ -334,6 +394,29 @@ def _line_of(text: str, pattern: str) -> int | None:
     return None
 
 
+def _key_lines(text: str) -> dict[str, int]:
+    """The first line of each ``key =`` or ``"key" =``, in one pass over the text.
+
+    Looking each name up with its own search of the whole text was quadratic in a
+    Project.toml with many bad entries. Keys holding '=' are not found (no line given).
+    """
+    lines: dict[str, int] = {}
+    for number, line in _numbered(text):
+        key, equals, _ = line.partition("=")
+        if not equals:
+            continue
+        for name in _unquoted(key.strip()):
+            lines.setdefault(name, number)
+    return lines
+
+
+def _unquoted(key: str) -> set[str]:
+    """The names ``key`` can be with an optional '"' on either side (as "?name"? matched)."""
+    fronts = (key, key[1:]) if key.startswith('"') else (key,)
+    return {name for front in fronts
+            for name in ((front, front[:-1]) if front.endswith('"') else (front,))}
+
+
 def check_project_toml(text: str) -> list[Problem]:
     if not text.strip():
         return []
@@ -349,9 +432,10 @@ def check_project_toml(text: str) -> list[Problem]:
         problems.append(Problem("julia", _line_of(text, r"^\s*deps\s*="),
                                 "[deps] must be a table of Name = \"uuid\""))
         deps = {}
+    key_lines = _key_lines(text) if deps else {}
     for name, uuid in deps.items():
         if not isinstance(uuid, str) or not _UUID.match(uuid):
-            problems.append(Problem("julia", _line_of(text, rf"^\s*\"?{re.escape(name)}\"?\s*="),
+            problems.append(Problem("julia", key_lines.get(name),
                                     f"{name}: expected the package's UUID, like "
                                     "\"7876af07-990d-54b4-ab0e-23690620f79a\""))
     compat = data.get("compat", {})
@@ -363,6 +447,9 @@ def check_project_toml(text: str) -> list[Problem]:
 
 # --- postBuild and start ------------------------------------------------------------------
 
+# A line (after spaces) starting exec "$@". Not ^\s*exec with re.M: \s also matches
+# newlines, so every line start rescanned all the blank lines after it (quadratic).
+_EXEC_ARGS = re.compile(r'^[^\S\n]*exec\s+"\$@"', re.M)
 _SHELLS = re.compile(r"^#!\s*(/usr)?/bin/(env\s+)?(ba|da)?sh(\s|$)")
 
 
@@ -404,7 +491,7 @@ def check_script(section: str, text: str, with_extensions: bool = False) -> list
                                 "write them in bash (or install the extensions yourself)"))
     if shell:
         problems += _shell_syntax(section, text)
-        if section == "start" and not re.search(r"^\s*exec\s+\"\$@\"", text, re.M):
+        if section == "start" and not _EXEC_ARGS.search(text):
             problems.append(Problem(section, len(text.rstrip("\n").split("\n")), "a start "
                                     "script must end with exec \"$@\" or the Jupyter server "
                                     "never starts"))
@@ -493,19 +580,30 @@ def conflicts(sections: dict[str, str], other_paths=()) -> list[Problem]:
     return problems
 
 
+def long_lines(section: str, text: str) -> list[Problem]:
+    """Lines longer than MAX_LINE_CHARS; a section with any is not checked further."""
+    return [Problem(section, number, f"longer than {MAX_LINE_CHARS} characters "
+                    f"({len(line)}); no REES file needs lines this long")
+            for number, line in _numbered(text) if len(line) > MAX_LINE_CHARS]
+
+
 def validate(sections: dict[str, str], other_paths=()) -> list[Problem]:
+    texts = {section: sections.get(section) or "" for section in BY_ID}
+    has_extensions = bool(texts["extensions"].strip())
+    checks = {
+        "requirements": lambda text: check_pip_file("requirements", text),
+        "extensions": lambda text: check_pip_file("extensions", text, allow_options=False),
+        "apt": check_apt,
+        "runtime": check_runtime,
+        "environment": check_environment,
+        "install_r": check_r_script,
+        "julia": check_project_toml,
+        "postBuild": lambda text: check_script("postBuild", text, has_extensions),
+        "start": lambda text: check_script("start", text),
+        "dockerfile": check_dockerfile,
+    }
     problems = []
-    problems += check_pip_file("requirements", sections.get("requirements") or "")
-    problems += check_pip_file("extensions", sections.get("extensions") or "",
-                               allow_options=False)
-    problems += check_apt(sections.get("apt") or "")
-    problems += check_runtime(sections.get("runtime") or "")
-    problems += check_environment(sections.get("environment") or "")
-    problems += check_r_script(sections.get("install_r") or "")
-    problems += check_project_toml(sections.get("julia") or "")
-    has_extensions = bool((sections.get("extensions") or "").strip())
-    problems += check_script("postBuild", sections.get("postBuild") or "", has_extensions)
-    problems += check_script("start", sections.get("start") or "")
-    problems += check_dockerfile(sections.get("dockerfile") or "")
+    for section, check in checks.items():
+        problems += long_lines(section, texts[section]) or check(texts[section])
     problems += conflicts(sections, other_paths)
     return problems
