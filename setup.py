@@ -33,7 +33,7 @@ setup(
         "pluggy>=1.0,<2",
         "packaging>=23",
         "pyyaml>=6,<7",
-        "nbconvert>=7.2,<8",
+        "nbconvert>=7.17.1,<8",
         "nbformat>=5.9,<6",
         "mistune>=3,<4",
         "oras>=0.2,<0.3",

@@ -4,6 +4,10 @@ Notebooks are converted with nbconvert's lab template minus its scripts (they wo
 blocked anyway: rendered notebooks are served sandboxed, see ``handlers.gallery``).
 READMEs are shown inside the service's own pages, so their raw HTML is escaped and their
 links checked instead.
+
+Both embed relative images as data URLs, and only through an ``image_file`` resolver that
+answers from the repository files the gallery kept: the service runs as root, so a path
+such as /etc/shadow, ../../proc/self/environ or a symlink must never reach open().
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from typing import Callable, Optional
 
 import mistune
 import nbformat
-from jinja2 import DictLoader
+from bs4 import BeautifulSoup
+from jinja2 import DictLoader, pass_context
 from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+from .files import IMAGE_EXTENSIONS
 
 # The lab template without the <script> tags it would add (require.js, MathJax, widgets,
 # mermaid); links open outside the frame the notebook is shown in.
@@ -81,12 +89,92 @@ def _short(error, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def notebook_html(path: str, max_bytes: int) -> str:
-    """The notebook at ``path`` as a standalone HTML document (raises NotebookProblem)."""
+def folder_images(folder: str) -> Callable[[str], Optional[str]]:
+    """An ``image_file`` resolver: the image files in ``folder`` and below it.
+
+    Absolute paths, '..' leading out of the folder, and symlinks anywhere on the way give
+    None, so a notebook embeds what sits beside it and never a file of this machine.
+    """
+    root = os.path.realpath(folder)
+
+    def image_file(url: str) -> Optional[str]:
+        rel = posixpath.normpath(url)
+        if (not _is_relative(url) or rel == ".." or rel.startswith("../") or "\0" in rel
+                or not rel.lower().endswith(IMAGE_EXTENSIONS)):
+            return None
+        path = os.path.join(root, *rel.split("/"))
+        if os.path.realpath(path) != path or not os.path.isfile(path):
+            return None  # a symlink on the way (the gallery never writes one) or no file
+        return path
+
+    return image_file
+
+
+class _NotebookMarkdownRenderer(IPythonRenderer):
+    """nbconvert's markdown renderer, embedding relative images only via ``image_file``.
+
+    nbconvert's own embedding is left off: before 7.17.1 it opened any path a notebook
+    named, and it still follows symlinks. Attachments are the cell's own data, as before.
+    """
+
+    def __init__(self, image_file: Callable[[str], Optional[str]], **kwargs):
+        super().__init__(embed_images=False, **kwargs)
+        self._image_file = image_file
+
+    def _embedded(self, url) -> Optional[str]:
+        path = self._image_file(url) if isinstance(url, str) and _is_relative(url) else None
+        return data_url(path) if path else None
+
+    def image(self, text: str, url: str, title: Optional[str] = None) -> str:
+        return super().image(text, self._embedded(url) or url, title)
+
+    def block_html(self, html: str) -> str:
+        return super().block_html(self._embed_html_images(html))
+
+    def inline_html(self, html: str) -> str:
+        return super().inline_html(self._embed_html_images(html))
+
+    def _embed_html_images(self, html: str) -> str:
+        """<img src="figure.png"> in a cell's raw HTML, embedded like markdown images."""
+        if "<img" not in html.lower():
+            return html
+        soup = BeautifulSoup(html, features="html.parser")
+        for img in soup.find_all("img"):
+            embedded = self._embedded(img.attrs.get("src"))
+            if embedded:
+                img.attrs["src"] = embedded
+        return str(soup)
+
+
+class _StaticHTMLExporter(HTMLExporter):
+    """The HTML exporter with markdown cells rendered by :class:`_NotebookMarkdownRenderer`."""
+
+    def __init__(self, image_file: Callable[[str], Optional[str]], **kwargs):
+        super().__init__(**kwargs)
+        self._image_file = image_file
+
+    @pass_context
+    def markdown2html(self, context, source):
+        cell = context.get("cell", {})
+        renderer = _NotebookMarkdownRenderer(
+            self._image_file, escape=False, attachments=cell.get("attachments", {}),
+            anchor_link_text=self.anchor_link_text,
+            exclude_anchor_links=self.exclude_anchor_links, **self.lexer_options)
+        return MarkdownWithMath(renderer=renderer).render(source)
+
+
+def notebook_html(path: str, max_bytes: int,
+                  image_file: Optional[Callable[[str], Optional[str]]] = None) -> str:
+    """The notebook at ``path`` as a standalone HTML document (raises NotebookProblem).
+
+    ``image_file(url)`` gives the local file of a relative image URL, or None; by default
+    the images in the notebook's folder (see :func:`folder_images`).
+    """
     nb = read_notebook(path, max_bytes)
-    exporter = HTMLExporter(template_name="lab", template_file=STATIC_TEMPLATE,
-                            extra_loaders=[DictLoader({STATIC_TEMPLATE: _TEMPLATE_SOURCE})],
-                            embed_images=True)
+    exporter = _StaticHTMLExporter(
+        image_file or folder_images(os.path.dirname(path)), template_name="lab",
+        template_file=STATIC_TEMPLATE,
+        extra_loaders=[DictLoader({STATIC_TEMPLATE: _TEMPLATE_SOURCE})])
     resources = {"metadata": {"name": os.path.splitext(os.path.basename(path))[0],
                               "path": os.path.dirname(path)}}
     try:
