@@ -36,6 +36,7 @@ setup(
         "nbconvert>=7.17.1,<8",
         "nbformat>=5.9,<6",
         "mistune>=3,<4",
+        "beautifulsoup4>=4.9,<5",  # the gallery resolves notebook images in its HTML
         "oras>=0.2,<0.3",
     ],
     entry_points={

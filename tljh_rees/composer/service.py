@@ -7,6 +7,7 @@ from elsewhere and may already build — and report their problems to fix afterw
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from traitlets import Instance, Int
@@ -171,15 +172,18 @@ class Composer(LoggingConfigurable):
 
     async def preview(self, sections=None, spec: str | None = None,
                       version: str | None = None) -> dict:
-        """repo2docker's view of a saved version, or of ``sections`` laid over it."""
+        """repo2docker's view of a saved version, or of ``sections`` laid over it.
+        Git and the checks (``bash -n`` among them) run off the event loop."""
         sections = self.check_sections(sections) if sections is not None else None
-        base = None
-        if spec:
+
+        def base_and_paths():
+            if not spec:
+                return None, section_paths((), "")
             base = self.store.resolve(spec, version)
             current = self.store.files(spec, base, wanted=may_be_section)
-            _, paths = sections_from_files(current.contents, current.sizes)
-        else:
-            paths = section_paths((), "")
+            return base, sections_from_files(current.contents, current.sizes)[1]
+
+        base, paths = await asyncio.to_thread(base_and_paths)
 
         def write(directory: str) -> None:
             if spec:
@@ -196,10 +200,13 @@ class Composer(LoggingConfigurable):
                 with open(full, "w") as f:
                     f.write(text)
 
+        def problems() -> list[dict]:
+            others = set(self.store.files(spec, base).sizes) if spec else ()
+            return [p.to_dict() for p in validate(sections, others)]
+
         result = await self.previewer.preview_files(write)
         if sections is not None:
-            others = set(self.store.files(spec, base).sizes) if spec else ()
-            result["problems"] = [p.to_dict() for p in validate(sections, others)]
+            result["problems"] = await asyncio.to_thread(problems)
         result["version"] = base
         return result
 

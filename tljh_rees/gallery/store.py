@@ -28,6 +28,7 @@ from .packages import declared_packages
 from .render import NotebookProblem, notebook_html, too_large_message
 
 MANIFEST_FORMAT = 1
+RENDER_VERSION = 2  # 2: images embedded only from the notebook's own folder
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,9 @@ class Gallery(LoggingConfigurable):
             raise KeyError(path)
         if not entry.stored:
             raise NotebookProblem(too_large_message(entry.size, self.max_notebook_bytes))
-        name = hashlib.sha256(path.encode("utf-8")).hexdigest()[:32]
+        # the renderer's version is part of the name: a safer renderer never serves what
+        # an older one cached
+        name = hashlib.sha256(f"{RENDER_VERSION}:{path}".encode("utf-8")).hexdigest()[:32]
         html_path = self._dir(manifest.image_id, "html", name + ".html")
         problem_path = self._dir(manifest.image_id, "html", name + ".problem")
         async with self._lock(html_path):

@@ -136,5 +136,7 @@ class APIHandler(BaseHandler):
         body = {"error": error_message(status_code, exc), "status": status_code}
         if getattr(exc, "field", None):
             body["field"] = exc.field
+        if status_code in (429, 503):  # busy: say when to come back
+            self.set_header("Retry-After", str(getattr(exc, "retry_after", 5)))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
