@@ -62,7 +62,7 @@ class _BodyCap(httputil.HTTPMessageDelegate):
     """Sets the request's body limit from its path before any of the body is read; a
     declared length over it gets a 413 and the connection is closed unread."""
 
-    def __init__(self, delegate, request_conn, server: "CappedHTTPServer"):
+    def __init__(self, delegate, request_conn, server: CappedHTTPServer):
         self.delegate, self.conn, self.server = delegate, request_conn, server
 
     def headers_received(self, start_line, headers):
