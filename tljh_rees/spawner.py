@@ -218,7 +218,7 @@ class ReesSpawner(DockerSpawner):
         spec = (info.get("Config") or {}).get("User") or ""
         user, _, group = spec.partition(":")
         files = {}
-        if not (user.isdigit() and (not group or group.isdigit())):
+        if not (user.isdigit() and group.isdigit()):  # USER 1000 takes its entry's group
             try:
                 files = await asyncio.to_thread(read_image_files, self.client, image,
                                                 ("/etc/passwd", "/etc/group"))
