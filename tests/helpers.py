@@ -59,10 +59,11 @@ class Hub:
 
 
 def start_demo_hub(state_dir: str, rees_section: dict | None = None, timeout: float = 180,
-                   tljh_config: dict | None = None):
+                   tljh_config: dict | None = None, demo_args: tuple = ()):
     """Start ``tljh-rees demo`` on free ports; returns (process, Hub).
 
-    ``tljh_config`` adds other keys of TLJH's config.yaml (e.g. ``services.cull``).
+    ``tljh_config`` adds other keys of TLJH's config.yaml (e.g. ``services.cull``);
+    ``demo_args`` more options of ``tljh-rees demo``.
     """
     os.makedirs(state_dir, exist_ok=True)
     section = {"service": {"port": free_port()}}
@@ -76,7 +77,7 @@ def start_demo_hub(state_dir: str, rees_section: dict | None = None, timeout: fl
     log = open(os.path.join(state_dir, "demo.log"), "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tljh_rees", "demo", "--state-dir", state_dir,
-         "--port", str(port)],
+         "--port", str(port), *demo_args],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + timeout

@@ -11,7 +11,8 @@ import sys
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.state_dir, ip=args.ip, port=args.port)
+    return run_demo(args.state_dir, ip=args.ip, port=args.port,
+                    require_password=args.require_password)
 
 
 def cmd_setup_engine(args) -> int:  # noqa: ARG001
@@ -67,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a development Hub with the rees service")
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--ip", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--ip", default="127.0.0.1",
+                      help="address to listen on; on any but loopback the login needs the "
+                           "random password written to STATE_DIR/admin-password")
+    demo.add_argument("--require-password", action="store_true",
+                      help="need that password on loopback too")
     demo.add_argument("--state-dir", default="./demo-state",
                       help="where the Hub and service keep their state (rees.yaml here "
                            "holds a 'rees:' section like TLJH's config.yaml)")

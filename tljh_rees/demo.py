@@ -9,7 +9,9 @@ what TLJH's installer normally provides: an authenticator, a proxy, file locatio
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,11 +29,45 @@ from .plugin import load_settings
 from .settings import merge_defaults
 
 ADMIN = "admin"
+PASSWORD_FILE = "admin-password"
 CONFIG_TEMPLATE = """\
 # Written by 'tljh-rees demo'; edit {rees_yaml} instead.
 from tljh_rees.demo import demo_config
-demo_config(c, {state_dir!r}, {ip!r}, {port!r}, {hub_port!r}, {proxy_api_port!r})
+demo_config(c, {state_dir!r}, {ip!r}, {port!r}, {hub_port!r}, {proxy_api_port!r},
+            require_password={require_password!r})
 """
+
+
+def is_loopback(ip: str) -> bool:
+    """Whether only this machine can reach ``ip`` ('' and 0.0.0.0 mean every address)."""
+    if ip == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def login_password(state_dir: str, ip: str, require: bool = False) -> str | None:
+    """The demo login's password: None (any password) when only this machine can reach
+    the Hub; otherwise a random one, kept in ``state_dir/admin-password`` (0600), since
+    the login is ``admin`` and an admin here is root through Docker."""
+    if is_loopback(ip) and not require:
+        return None
+    path = os.path.join(state_dir, PASSWORD_FILE)
+    try:
+        with open(path) as f:
+            password = f.read().strip()
+        if password:
+            os.chmod(path, 0o600)
+            return password
+    except FileNotFoundError:
+        pass
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password
 
 
 def tljh_config(state_dir: str) -> dict:
@@ -72,7 +108,7 @@ def demo_defaults(state_dir: str, base_image: str) -> dict:
 
 
 def demo_config(c, state_dir: str, ip: str, port: int, hub_port: int,
-                proxy_api_port: int) -> None:
+                proxy_api_port: int, require_password: bool = False) -> None:
     """Called from the generated jupyterhub_config.py (inside the Hub process)."""
     with open(os.path.join(state_dir, "base-image")) as f:
         base_image = f.read().strip()
@@ -88,6 +124,9 @@ def demo_config(c, state_dir: str, ip: str, port: int, hub_port: int,
     c.ConfigurableHTTPProxy.pid_file = os.path.join(state_dir, "proxy.pid")
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.authenticator_class = "dummy"
+    password = login_password(state_dir, ip, require_password)
+    if password:
+        c.DummyAuthenticator.password = password
     c.Authenticator.allow_all = True
     c.Authenticator.admin_users = {ADMIN}
     c.Spawner.default_url = "/lab"
@@ -120,7 +159,7 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
-             setup_engine: bool = True) -> int:
+             setup_engine: bool = True, require_password: bool = False) -> int:
     state_dir = os.path.abspath(state_dir)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     if not shutil.which("configurable-http-proxy"):
@@ -141,7 +180,9 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
     with open(config_file, "w") as f:
         f.write(CONFIG_TEMPLATE.format(rees_yaml=os.path.join(state_dir, "rees.yaml"),
                                        state_dir=state_dir, ip=ip, port=port,
-                                       hub_port=hub_port, proxy_api_port=free_port()))
+                                       hub_port=hub_port, proxy_api_port=free_port(),
+                                       require_password=require_password))
+    password = login_password(state_dir, ip, require_password)
 
     hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", config_file],
                            cwd=state_dir, start_new_session=True)
@@ -161,7 +202,9 @@ def run_demo(state_dir: str, ip: str = "127.0.0.1", port: int = 8000,
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
-        print(f"\ntljh-rees demo Hub: http://{ip}:{port}/  (log in as '{ADMIN}', any password)\n"
+        login = (f"the password in {os.path.join(state_dir, PASSWORD_FILE)}" if password
+                 else "any password")
+        print(f"\ntljh-rees demo Hub: http://{ip}:{port}/  (log in as '{ADMIN}', {login})\n"
               f"  environments: http://{ip}:{port}/services/rees/\n"
               f"  admin API token: {token_file}\n", flush=True)
         return hub.wait()

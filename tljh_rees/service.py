@@ -5,6 +5,11 @@ whole service takes several on a busy two-core machine. So this module, which
 imports almost nothing, listens at once: while the application loads (in a thread,
 so this loop keeps answering) the service's front page says it is starting and
 everything else answers 503. The real application then takes over the socket.
+
+Request bodies are read in full before a handler runs, so before anyone is
+authenticated: :class:`CappedHTTPServer` limits each body to what its route can use
+(tornado's default is 100 MB everywhere) and answers a larger declared one with a 413
+at once, without reading it.
 """
 
 from __future__ import annotations
@@ -12,13 +17,19 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import urllib.parse
 
-from tornado import web
+from tornado import httputil, web
 from tornado.httpserver import HTTPServer
 
 PREFIX = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/rees/")
+# The largest body a route other than the import reads: the composer's JSON
+# (handlers/specs.py SpecsAPIHandler.max_body, 4 MiB), with room for form fields.
+BODY_MAX = 4 * 1024**2 + 64 * 1024
+IMPORT_PATH = PREFIX + "api/specs/import"
+IMPORT_OVERHEAD = 1024**2  # the import's own allowance over the spec's size (ImportHandler)
 
 
 class StartingHandler(web.RequestHandler):
@@ -38,10 +49,68 @@ class StartingHandler(web.RequestHandler):
     post = put = patch = delete = get
 
 
+def body_limit(path: str, app) -> int:
+    """The largest body ``path`` may get: a spec import the composer's total size
+    (``c.SpecStore.max_total_bytes``) and its allowance, everything else ``BODY_MAX``."""
+    composer = getattr(app, "settings", {}).get("composer")
+    if composer is not None and path.rstrip("/") == IMPORT_PATH:
+        return max(BODY_MAX, composer.limits().max_total_bytes + IMPORT_OVERHEAD)
+    return BODY_MAX
+
+
+class _BodyCap(httputil.HTTPMessageDelegate):
+    """Sets the request's body limit from its path before any of the body is read; a
+    declared length over it gets a 413 and the connection is closed unread."""
+
+    def __init__(self, delegate, request_conn, server: CappedHTTPServer):
+        self.delegate, self.conn, self.server = delegate, request_conn, server
+
+    def headers_received(self, start_line, headers):
+        self.path = urllib.parse.urlsplit(start_line.path).path
+        limit = body_limit(self.path, self.server.request_callback)
+        self.conn.set_max_body_size(limit)  # chunked bodies stop there too (tornado: 400)
+        try:
+            length = int(headers.get("Content-Length", "0"))
+        except ValueError:
+            length = 0  # tornado refuses it itself
+        if length > limit:
+            return self._refuse(length, limit)
+        return self.delegate.headers_received(start_line, headers)
+
+    def _refuse(self, length: int, limit: int) -> None:
+        logging.getLogger("tljh_rees").info("413: a body of %d bytes for %s; the limit is %d",
+                                            length, self.path, limit)
+        body = json.dumps({"error": f"The request body is {length} bytes; at most {limit} "
+                                    "bytes are accepted here.", "status": 413}).encode()
+        stream = self.conn.detach()
+        head = ("HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        stream.write(head + body).add_done_callback(lambda sent: (sent.exception(),
+                                                                   stream.close()))
+
+    def data_received(self, chunk):
+        return self.delegate.data_received(chunk)
+
+    def finish(self):
+        self.delegate.finish()
+
+    def on_connection_close(self):
+        self.delegate.on_connection_close()
+
+
+class CappedHTTPServer(HTTPServer):
+    """An HTTPServer whose request bodies are capped per route (see :func:`body_limit`),
+    whichever application answers (the starting one, then the service's)."""
+
+    def start_request(self, server_conn, request_conn):
+        return _BodyCap(super().start_request(server_conn, request_conn), request_conn, self)
+
+
 async def serve() -> None:
     url = urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL",
                                                "http://127.0.0.1:6789"))
-    server = HTTPServer(web.Application([(r".*", StartingHandler)]))
+    server = CappedHTTPServer(web.Application([(r".*", StartingHandler)]),
+                              max_body_size=BODY_MAX)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     app = await asyncio.to_thread(importlib.import_module, "tljh_rees.app")
     await app.run(server)

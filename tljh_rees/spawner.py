@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
+import os
+import tarfile
 import time
 
 from dockerspawner import DockerSpawner
@@ -27,6 +30,8 @@ from .engine.images import SERVER_ENVIRONMENT_LABEL
 from .errors import ReesError
 
 ALLOWED_OPTIONS = {"environment", "profile"}
+READ_LABEL = LABEL_PREFIX + "user-lookup"  # containers created (never started) to read files
+ACCOUNT_FILE_MAX = 1024**2  # /etc/passwd or /etc/group larger than this is not read
 
 
 def hub_error(status: int, message: str) -> web.HTTPError:
@@ -196,44 +201,78 @@ class ReesSpawner(DockerSpawner):
         self.cpu_limit = (profile or {}).get("cpu")
         self.environment_name = env_name
 
-    async def _home_of(self, image: str) -> str:
+    async def _inspect(self, image: str) -> dict:
         try:
-            info = await self.docker("inspect_image", image)
+            return await self.docker("inspect_image", image)
         except DockerException as e:
             if not isinstance(e, ImageNotFound):
                 raise hub_error(503, f"The Docker engine is not reachable: {e}") from None
             raise hub_error(404, "The image of this environment is missing; rebuild the "
                                  "environment.") from None
-        env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
-        return env.get("HOME") or "/home/jovyan"
 
-    async def _ensure_volume(self, name: str, image: str, mount_path: str) -> None:
-        """Create the user's volume owned by the image's user (Docker makes it root's)."""
+    async def _server_user(self, image: str, info: dict) -> tuple[int, int]:
+        """The uid and gid the server will run as (the image's ``USER``), found as Docker
+        finds them but without running anything of the image: a name is looked up in the
+        image's own /etc/passwd and /etc/group, read from a container that is never
+        started. Root, or a user Docker could not find either, is refused."""
+        spec = (info.get("Config") or {}).get("User") or ""
+        user, _, group = spec.partition(":")
+        files = {}
+        if not (user.isdigit() and group.isdigit()):  # USER 1000 takes its entry's group
+            try:
+                files = await asyncio.to_thread(read_image_files, self.client, image,
+                                                ("/etc/passwd", "/etc/group"))
+            except DockerException as e:
+                raise hub_error(503, f"Could not read the image's users: {e}") from None
+        try:
+            uid, gid = resolve_user(spec, files.get("/etc/passwd"), files.get("/etc/group"))
+        except LookupError as e:
+            raise hub_error(409, f"This environment cannot be started: {e}. Rebuild it with "
+                                 "a USER line naming a user of the image.") from None
+        if uid == 0:
+            raise hub_error(409, "This environment cannot be started: its image runs as root "
+                                 f"(USER {spec or 'not set'}). Rebuild it with a USER that is "
+                                 "not root, e.g. USER 1000 (repo2docker's images run as "
+                                 "jovyan).")
+        return uid, gid
+
+    async def _ensure_volume(self, name: str, uid: int, gid: int) -> None:
+        """Create the user's volume owned by ``uid:gid`` (Docker makes it root's).
+
+        The new, empty volume's folder is chowned by this process (root, beside dockerd):
+        nothing of the environment's image runs, so a builder's ENTRYPOINT or ``chown``
+        never sees the volume as root. The folder is Docker's, fresh and empty, and is
+        opened without following a link.
+        """
         try:
             await self.docker("inspect_volume", name)
             return
         except NotFound:
             pass
-        await self.docker("create_volume", name, labels={LABEL_PREFIX + "user": self.user.name})
-        home = mount_path.rsplit("/", 1)[0] or "/"
-        container = await self.docker(
-            "create_container", image, user="0",
-            command=["sh", "-c", 'chown "$(stat -c %u:%g "$1")" /mnt', "sh", home],
-            host_config=self.client.create_host_config(binds={name: {"bind": "/mnt"}}),
-        )
+        volume = await self.docker("create_volume", name,
+                                   labels={LABEL_PREFIX + "user": self.user.name})
         try:
-            await self.docker("start", container["Id"])
-            await self.docker("wait", container["Id"])
-        finally:
-            await self.docker("remove_container", container["Id"], force=True)
+            await asyncio.to_thread(chown_folder, volume.get("Mountpoint") or "", uid, gid)
+        except OSError as e:
+            await self.docker("remove_volume", name)  # made just now, empty: try again later
+            raise hub_error(500, f"Could not make the volume {name} yours: its folder "
+                                 f"{volume.get('Mountpoint')!r} (driver "
+                                 f"{volume.get('Driver')}) is not usable from the Hub's "
+                                 f"machine ({e}); tljh-rees needs Docker's local volume driver "
+                                 "on the Hub's own machine.") from None
 
     async def start(self):
         await self._choose()
-        home = await self._home_of(self.image)
+        info = await self._inspect(self.image)
+        env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
+        home = env.get("HOME") or "/home/jovyan"
+        uid, gid = await self._server_user(self.image, info)
         volume = self.volume_name_template.format(username=self.escaped_name)
         mount_path = f"{home.rstrip('/')}/{self.storage_path}"
-        await self._ensure_volume(volume, self.image, mount_path)
-        volumes = {volume: {"bind": mount_path, "mode": "rw"}}
+        await self._ensure_volume(volume, uid, gid)
+        # nocopy: Docker would otherwise fill an empty volume with the image's files at
+        # that path (a builder's) and give it that folder's owner.
+        volumes = {volume: {"bind": mount_path, "mode": "rw,nocopy"}}
         for mount in self.data_mounts:
             volumes[mount["source"]] = {"bind": mount["target"],
                                         "mode": "ro" if mount.get("readonly", True) else "rw"}
@@ -274,6 +313,90 @@ class ReesSpawner(DockerSpawner):
             except (OSError, HTTPClientError, StreamClosedError):
                 pass  # not listening yet
             await asyncio.sleep(0.05)
+
+
+def read_image_files(api, image: str, paths) -> dict[str, str]:
+    """Small text files of ``image`` (a docker ``APIClient``), by path; a missing one, a
+    link or one over ``ACCOUNT_FILE_MAX`` is left out. The container is created, never
+    started, and removed."""
+    container = api.create_container(image, command=["true"], entrypoint=[],
+                                     network_disabled=True, labels={READ_LABEL: "1"})
+    found = {}
+    try:
+        for path in paths:
+            try:
+                stream, stat = api.get_archive(container["Id"], path)
+            except NotFound:
+                continue
+            try:
+                data = _read_at_most(stream, ACCOUNT_FILE_MAX + 64 * 1024)  # + tar headers
+            finally:
+                stream.close()
+            if data is None or stat.get("size", 0) > ACCOUNT_FILE_MAX:
+                continue  # a folder or a huge file there: not an account file
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                if member is not None and member.isfile():
+                    found[path] = tar.extractfile(member).read().decode("utf-8", "replace")
+    finally:
+        api.remove_container(container["Id"], force=True)
+    return found
+
+
+def _read_at_most(chunks, limit: int) -> bytes | None:
+    data = b""
+    for chunk in chunks:
+        data += chunk
+        if len(data) > limit:
+            return None
+    return data
+
+
+def _entries(text: str | None) -> list[list[str]]:
+    return [line.split(":") for line in (text or "").splitlines()
+            if line and not line.startswith("#")]
+
+
+def resolve_user(spec: str, passwd: str | None, group: str | None) -> tuple[int, int]:
+    """``USER`` (``user[:group]``, names or numbers) as the uid and gid Docker runs it as,
+    from the image's /etc/passwd and /etc/group texts (None: the file is missing).
+
+    As Docker does: no user is root; a number needs no entry (its group is then the
+    entry's, or 0); a name must have one; an explicit group wins. LookupError says which
+    name could not be found.
+    """
+    user, _, grp = spec.partition(":")
+    users = [e for e in _entries(passwd) if len(e) >= 4 and e[2].isdigit() and e[3].isdigit()]
+    if not user:
+        uid, gid = 0, 0
+    elif user.isdigit():
+        uid = int(user)
+        gid = next((int(e[3]) for e in users if int(e[2]) == uid), 0)
+    else:
+        entry = next((e for e in users if e[0] == user), None)
+        if entry is None:
+            raise LookupError(f"its image's user {user!r} is not in the image's /etc/passwd")
+        uid, gid = int(entry[2]), int(entry[3])
+    if grp.isdigit():
+        gid = int(grp)
+    elif grp:
+        found = next((int(e[2]) for e in _entries(group)
+                      if len(e) >= 3 and e[0] == grp and e[2].isdigit()), None)
+        if found is None:
+            raise LookupError(f"its image's group {grp!r} is not in the image's /etc/group")
+        gid = found
+    return uid, gid
+
+
+def chown_folder(path: str, uid: int, gid: int) -> None:
+    """Give the folder ``path`` itself (not a link there) to ``uid:gid``."""
+    if not os.path.isabs(path):
+        raise FileNotFoundError(f"not a folder on this machine: {path!r}")
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
 
 
 # Narrows the listed environments as the user types (the form works without it).

@@ -19,6 +19,9 @@ LOCAL_SCHEMES = ("file",)
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 NAME_MAX = 63
 REF_MAX = 255
+# repo2docker writes the URL and ref into its Dockerfile as LABEL key="value" lines, where
+# these would end the value or escape out of it.
+LABEL_UNSAFE = ('"', "\\", "`")
 SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$")  # git@host:owner/repo
 
 
@@ -73,6 +76,10 @@ def check_repo(repo, allow_local: bool) -> tuple[str, Credentials | None]:
     repo = repo.strip()
     if any(ord(c) < 32 or c.isspace() for c in repo) or len(repo) > 2048:
         raise InputError("repo", "the URL contains spaces or control characters")
+    if any(c in repo for c in LABEL_UNSAFE):
+        raise InputError("repo", "the URL contains a double quote, backslash or backtick; "
+                                 "expected a git repository URL (percent-encode such "
+                                 "characters, e.g. %22 for a double quote)")
     if repo.startswith("-"):
         raise InputError("repo", "a repository URL cannot start with '-'")
     if SCP_LIKE.match(repo):
@@ -108,6 +115,9 @@ def check_ref(ref) -> str:
     if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in ref) or ".." in ref:
         raise InputError("ref", "contains characters git does not allow in a ref "
                                 "(spaces, control characters, ~ ^ : ? * [ \\ or ..)")
+    if any(c in ref for c in LABEL_UNSAFE):
+        raise InputError("ref", "contains a double quote or backtick; expected a branch, tag "
+                                "or commit name without them")
     return ref
 
 

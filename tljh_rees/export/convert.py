@@ -9,7 +9,7 @@ import tempfile
 import time
 
 import docker
-from traitlets import CaselessStrEnum, List, Unicode
+from traitlets import CaselessStrEnum, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -21,6 +21,34 @@ from .singularity_d import SifMetadata, write_tree
 from .tools import is_no_space, require, run
 
 APPTAINER_COMMANDS = ("apptainer", "singularity")
+UNPACK_SLACK = 64 * 1024**2  # headers, folders and small files Docker's size leaves out
+
+
+class TooLarge(ExportError):
+    """The image's filesystem grew past the unpacking limit (e.g. a sparse file)."""
+
+
+class CappedExport:
+    """A docker ``APIClient`` whose ``export`` stream stops with :class:`TooLarge` past
+    ``limit`` bytes: the tar that unpacks it never writes more than that."""
+
+    def __init__(self, api, limit: int, reference: str):
+        self.api, self.limit, self.reference = api, limit, reference
+
+    def __getattr__(self, name):
+        return getattr(self.api, name)
+
+    def export(self, *args, **kwargs):
+        done = 0
+        for chunk in self.api.export(*args, **kwargs):
+            done += len(chunk)
+            if done > self.limit:
+                raise TooLarge(
+                    f"the filesystem of {self.reference} unpacks to more than {self.limit} "
+                    "bytes (the unpacking limit, c.SifConverter.max_unpack_bytes), far more "
+                    "than its size says (sparse or duplicated files?); the export was "
+                    "stopped and its files removed")
+            yield chunk
 
 
 def find_apptainer() -> str | None:
@@ -56,6 +84,11 @@ class SifConverter(LoggingConfigurable):
                             "temporary directory.")
     mksquashfs_args = List(Unicode(), config=True,
                            help="Extra mksquashfs arguments, e.g. ['-comp', 'zstd'].")
+    max_unpack_bytes = Int(
+        0, config=True,
+        help="Most bytes of an image's filesystem unpacked while assembling; more stops "
+             "the export. 0: one and a half times the image's size plus 64 MiB, and never "
+             "more than the work directory's free space less the image's size.")
 
     def chosen_method(self) -> str:
         if self.method != "auto":
@@ -73,6 +106,19 @@ class SifConverter(LoggingConfigurable):
         else:
             self._assemble(api, image, out, progress)
         return image
+
+    def unpack_limit(self, image: ImageInfo, work_dir: str) -> int:
+        """Refuse to start without room for the unpacked image and its squashfs (twice
+        its size) in ``work_dir``; the most bytes the unpacking may then write."""
+        free = shutil.disk_usage(work_dir).free
+        need = 2 * image.size
+        if free < need:
+            raise NoSpace(work_dir, f"unpacking {image.reference} needs about {need} bytes "
+                                    f"free there, twice its size of {image.size} bytes; "
+                                    f"{free} bytes are free")
+        if self.max_unpack_bytes:
+            return self.max_unpack_bytes
+        return min(image.size + image.size // 2 + UNPACK_SLACK, free - image.size)
 
     def _apptainer_build(self, image: ImageInfo, out: str, progress: Progress) -> None:
         tool = find_apptainer()
@@ -92,6 +138,7 @@ class SifConverter(LoggingConfigurable):
         base = self.work_dir or None
         if base:
             os.makedirs(base, exist_ok=True)
+        limit = self.unpack_limit(image, base or tempfile.gettempdir())
         try:
             work = tempfile.mkdtemp(prefix="rees-sif-", dir=base)
         except OSError as e:
@@ -101,7 +148,7 @@ class SifConverter(LoggingConfigurable):
         try:
             root = os.path.join(work, "rootfs")
             os.mkdir(root)
-            export_rootfs(api, image, root, progress)
+            export_rootfs(CappedExport(api, limit, image.reference), image, root, progress)
             build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             metadata = SifMetadata.for_image(image, build_date, f"tljh-rees {__version__}")
             if metadata.skipped_env:

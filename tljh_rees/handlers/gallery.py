@@ -89,8 +89,8 @@ class GalleryMixin:
     async def find(self, name: str) -> GalleryEntry:
         env = next((e for e in self.environments() if e.name == name), None)
         if env is None:
-            raise web.HTTPError(404, f"There is no environment '{name}' in the gallery: it "
-                                     "may have been deleted, or not be shared with you.")
+            raise web.HTTPError(404, "%s", f"There is no environment '{name}' in the "
+                                "gallery: it may have been deleted, or not be shared with you.")
         try:
             return GalleryEntry(env, await self.gallery.manifest(env.image_id))
         except NotFound:
@@ -103,8 +103,8 @@ class GalleryMixin:
     def notebook_of(self, entry: GalleryEntry, path: str):
         notebook = entry.manifest.notebook(path) if entry.manifest else None
         if notebook is None:
-            raise web.HTTPError(404, f"Environment '{entry.env.name}' has no notebook "
-                                     f"'{path}'.")
+            raise web.HTTPError(404, "%s", f"Environment '{entry.env.name}' has no notebook "
+                                           f"'{path}'.")
         return notebook
 
     # -- URLs -----------------------------------------------------------------------------

@@ -275,7 +275,7 @@ class ComposerPage(ComposerMixin, PageHandler):
                 spec = self.spec_links(await self.call_in_thread(
                     self.composer.spec, name, self.get_argument("version", None)))
             except SpecError:
-                raise web.HTTPError(404, f"No spec named {name}.") from None
+                raise web.HTTPError(404, "%s", f"No spec named {name}.") from None
         specs = [self.spec_links(s) for s in await self.call_in_thread(self.composer.list)]
         environments = []
         if self.viewer.can_build:
