@@ -30,7 +30,18 @@ def base_image(engine):
 
 
 @pytest.fixture(scope="session")
-def hub(base_image, tmp_path_factory):
+def git_host(tmp_path_factory):
+    """A public git server on 127.0.0.1 standing in for GitHub, GitLab and gist hosts:
+    ``git_host.publish("org/repo", path)`` publishes a work tree at ``url/org/repo``."""
+    from tests.githttp import PublicGitServer
+
+    root = tmp_path_factory.mktemp("git-host")
+    with PublicGitServer(str(root)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hub(base_image, tmp_path_factory, git_host):
     """One demo Hub for the session (volumes are per test run, so runs don't share files)."""
     run_id = uuid.uuid4().hex[:6]
     state_dir = str(tmp_path_factory.mktemp("hub"))
@@ -46,6 +57,9 @@ def hub(base_image, tmp_path_factory):
         "storage": {"volume_name": f"rees-test{run_id}-{{username}}"},
         "builders": ["builder"],  # a non-admin user with the build permission
         "admins": ["reesadmin"],  # administers environments, but is no Hub admin
+        "binder": {"base_urls": {"gh": git_host.url, "gl": git_host.url,
+                                 "gist": git_host.url},
+                   "cors_allow_origin": "https://docs.example.org"},
     })
     yield running
     stop_demo_hub(proc, running)

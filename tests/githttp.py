@@ -1,7 +1,8 @@
-"""A private git server over HTTP with basic auth, for credential tests.
+"""Git servers over HTTP on 127.0.0.1: private (basic auth, for credential tests) or public
+(standing in for GitHub, GitLab and gist hosts in Binder-link tests).
 
-Serves bare repositories under ``root`` through ``git http-backend`` on 127.0.0.1 and
-records every Authorization header it saw, so tests can prove credentials were used.
+Serves bare repositories under ``root`` through ``git http-backend`` and records every
+Authorization header it saw, so tests can prove credentials were used.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ class _ThreadingServer(WSGIServer):
 
 
 class PrivateGitServer:
-    def __init__(self, root: str, username: str, password: str):
+    def __init__(self, root: str, username: str | None, password: str | None):
         self.root = root
-        self.expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.expected = None if username is None else \
+            "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.authorized_requests = 0
         self.server = make_server("127.0.0.1", 0, self.app, server_class=_ThreadingServer,
                                   handler_class=_Quiet)
@@ -44,7 +46,7 @@ class PrivateGitServer:
         self.server.server_close()
 
     def app(self, environ, start_response):
-        if environ.get("HTTP_AUTHORIZATION") != self.expected:
+        if self.expected and environ.get("HTTP_AUTHORIZATION") != self.expected:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'),
                                                 ("Content-Length", "0")])
             return [b""]
@@ -72,3 +74,23 @@ class PrivateGitServer:
                 headers.append((name, value.strip()))
         start_response(status, headers)
         return [payload]
+
+
+class PublicGitServer(PrivateGitServer):
+    """Anyone may read: ``root/<path>`` (bare) answers at ``url/<path>``."""
+
+    def __init__(self, root: str):
+        super().__init__(root, None, None)
+
+    def publish(self, path: str, source: str) -> str:
+        """Publish the repository at ``source`` (a work tree) as ``url/<path>``, again
+        after each new commit; returns that URL."""
+        target = os.path.join(self.root, path)
+        if os.path.exists(target):
+            subprocess.run(["git", "-C", source, "push", "-q", "--all", "--force", target],
+                           check=True, capture_output=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            subprocess.run(["git", "clone", "-q", "--bare", source, target], check=True,
+                           capture_output=True)
+        return f"{self.url}/{path}"

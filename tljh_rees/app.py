@@ -28,6 +28,8 @@ from traitlets import Dict, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
 from . import SERVICE_NAME, __version__
+from .binder.links import BinderLinks
+from .binder.providers import GIT_PROVIDERS
 from .builds.builder import Builder
 from .builds.manager import BuildManager
 from .builds.orphans import ProcessNotes
@@ -56,6 +58,7 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.specs",
     "tljh_rees.handlers.gallery",
     "tljh_rees.handlers.pages",
+    "tljh_rees.handlers.binder",
 ]
 CONFIG_FILE = "rees_config.py"
 CONFIG_FOLDER = "rees_config.d"
@@ -65,7 +68,7 @@ class ReesService(Application):
     name = "tljh-rees"
     description = "Build and launch reproducible environments on a JupyterHub."
     classes = [BuildManager, Repo2DockerBuilder, LogStore, ExportManager, SifConverter,
-               Gallery, Composer, SpecStore, Previewer]
+               Gallery, Composer, SpecStore, Previewer, BinderLinks, *GIT_PROVIDERS]
 
     ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
     port = Integer(6789, config=True, help="Port the service listens on.")
@@ -148,10 +151,12 @@ class ReesService(Application):
         builds.on_built.append(gallery.index_soon)
         builds.on_removed.append(exports.forget_environment)
         hub = HubAPI(self.hub_api_url)
+        binder = BinderLinks(builds, parent=self)
         return {
             "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
             "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
-            "composer": composer, "launcher": Launcher(catalog, hub),
+            "composer": composer, "launcher": Launcher(catalog, hub), "hub": hub,
+            "binder": binder,
             "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }

@@ -5,11 +5,13 @@ token that may start their own servers (see ``launcher.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.parse
+from typing import AsyncIterator
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .errors import ReesError
 
@@ -60,3 +62,44 @@ class HubAPI:
 
     async def stop_server(self, user: str, server: str) -> None:
         await self.request("DELETE", f"users/{self.quote(user)}/servers/{self.quote(server)}")
+
+    async def server_token(self, user: str, server: str, note: str,
+                           expires_in: int = 24 * 3600) -> str:
+        """A new token of ``user`` that may only use their server ``server`` (what a
+        Binder client talks to the server with)."""
+        model = await self.request("POST", f"users/{self.quote(user)}/tokens", body={
+            "scopes": [f"access:servers!server={user}/{server}"],
+            "expires_in": expires_in, "note": note})
+        return model["token"]
+
+    async def progress(self, user: str, server: str) -> AsyncIterator[dict]:
+        """The Hub's progress events of a starting server, until it is ready or failed."""
+        queue: asyncio.Queue = asyncio.Queue()
+        buffer = b""
+
+        def chunk(data: bytes) -> None:
+            nonlocal buffer
+            buffer += data
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                for line in block.decode("utf-8", "replace").splitlines():
+                    if line.startswith("data:"):
+                        queue.put_nowait(json.loads(line[5:]))
+
+        url = f"{self.api_url}/users/{self.quote(user)}/servers/{self.quote(server)}/progress"
+        fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(HTTPRequest(
+            url, headers={"Authorization": f"token {self.token}"}, streaming_callback=chunk,
+            request_timeout=3600), raise_error=False))
+        try:
+            while True:
+                getting = asyncio.ensure_future(queue.get())
+                await asyncio.wait([getting, fetch], return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()
+                    return  # the stream ended
+                event = getting.result()
+                yield event
+                if event.get("ready") or event.get("failed"):
+                    return
+        finally:
+            fetch.cancel()

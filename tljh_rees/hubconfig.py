@@ -13,6 +13,7 @@ import sys
 from traitlets.config import Config, LazyConfigValue
 
 from . import ADMIN_SCOPE, BUILD_SCOPE, SERVICE_NAME
+from .binder.links import provider_classes
 from .engine.docker import bridge_gateway
 from .settings import Settings
 
@@ -20,8 +21,9 @@ SERVICE_CONFIG_ENV = "TLJH_REES_CONFIG"
 SERVICE_ROLE = "rees-service"
 BUILDERS_ROLE = "rees-builders"
 ADMINS_ROLE = "rees-admins"
-# What the service needs of the Hub: read users and their servers, start/stop servers for them.
-SERVICE_SCOPES = ["read:users", "list:users", "admin:servers", "read:roles:users"]
+# What the service needs of the Hub: read users and their servers, start/stop servers for
+# them, and give a Binder client a token that may use only the server it launched.
+SERVICE_SCOPES = ["read:users", "list:users", "admin:servers", "read:roles:users", "tokens"]
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
 
@@ -37,6 +39,13 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.ReesService.default_profile = settings.default_profile
     c.ReesService.gallery_show = settings.gallery_show
     c.ExportManager.push_registry = settings.export_registry
+    if settings.binder.providers:
+        c.BinderLinks.providers = list(settings.binder.providers)
+    c.BinderLinks.build_from_links = settings.binder.build_from_links
+    c.BinderLinks.cors_allow_origin = settings.binder.cors_allow_origin
+    classes = provider_classes()
+    for provider_id, url in settings.binder.base_urls.items():
+        c[classes[provider_id].__name__].base_url = url
     c.BuildManager.concurrency = settings.builds.concurrency
     c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
     c.BuildManager.timeout = settings.builds.timeout
@@ -150,6 +159,7 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     c.ReesSpawner.profiles = [p.to_dict() for p in settings.profiles]
     c.ReesSpawner.default_profile = settings.default_profile
     c.ReesSpawner.catalog_db = os.path.join(settings.state_dir, "rees.sqlite")
+    c.ReesSpawner.binder_allow_origin = settings.binder.cors_allow_origin
     c.ReesSpawner.volume_name_template = settings.storage.volume_name
     c.ReesSpawner.storage_path = settings.storage.path
     c.ReesSpawner.data_mounts = [

@@ -108,6 +108,19 @@ class BuildSettings:
     timeout: int = 3600
 
 
+# BinderHub's provider ids, in its order; all but ``git`` have a base URL to point at.
+BINDER_PROVIDERS = ("gh", "gist", "git", "gl", "zenodo", "figshare", "hydroshare",
+                    "dataverse", "ckan")
+
+
+@dataclass(frozen=True)
+class BinderSettings:
+    providers: tuple[str, ...] = ()  # () = all
+    build_from_links: str = "builders"
+    cors_allow_origin: str = ""
+    base_urls: dict = field(default_factory=dict)  # provider id -> URL
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     volume_name: str = "rees-home-{username}"
@@ -128,6 +141,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     data_mounts: tuple[DataMount, ...] = ()
     gallery_show: str = "all"
+    binder: BinderSettings = field(default_factory=BinderSettings)
     export_registry: str = ""  # oras:// prefix every HPC export is also pushed to
     builders: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
@@ -261,6 +275,14 @@ def _volume_template(value) -> str:
     return text
 
 
+def _one_of(*options: str):
+    def check(value) -> str:
+        if value not in options:
+            raise ValueError(value)
+        return value
+    return check
+
+
 def _ip(value) -> str:
     return str(ipaddress.ip_address(_string(value).strip()))
 
@@ -302,7 +324,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     r.unknown(
         data,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
-         "default_profile", "storage", "data_mounts", "gallery", "export", "builders",
+         "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
+         "builders",
          "admins"},
         p,
     )
@@ -418,6 +441,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
             raise ValueError(v)
         return v
 
+    binder = _binder_settings(r, r.section(data, "binder", p), f"{p}.binder")
+
     settings = Settings(
         state_dir=r.get(data, "state_dir", p, DEFAULT_STATE_DIR, _absolute_path,
                         "an absolute directory path"),
@@ -433,6 +458,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         storage=storage,
         data_mounts=tuple(mounts),
         gallery_show=r.get(gallery, "show", f"{p}.gallery", "all", _show, "all or public"),
+        binder=binder,
         export_registry=r.get(export, "registry", f"{p}.export", "", _oras_prefix,
                               "an ORAS registry prefix like oras://registry.example.org/team"),
         builders=r.get(data, "builders", p, (), _users, "a list of user names"),
@@ -441,6 +467,41 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     if r.problems:
         raise SettingsError(r.problems)
     return settings
+
+
+def _binder_settings(r: _Reader, raw: dict, bp: str) -> BinderSettings:
+    r.unknown(raw, {"providers", "build_from_links", "cors_allow_origin", "base_urls"}, bp)
+
+    def _providers(value):
+        value = _users(value)
+        if any(v not in BINDER_PROVIDERS for v in value):
+            raise ValueError(value)
+        return value
+
+    def _origin(value):
+        text = _string(value).strip()
+        if text not in ("", "*") and not re.match(r"^https?://[^/\s]+$", text):
+            raise ValueError(value)
+        return text
+
+    base_urls = {}
+    for key, value in r.section(raw, "base_urls", bp).items():
+        if key not in BINDER_PROVIDERS or key == "git":
+            r.problems.append(f"{bp}.base_urls.{key}: expected one of "
+                              f"{', '.join(p for p in BINDER_PROVIDERS if p != 'git')}")
+            continue
+        url = r.get({key: value}, key, f"{bp}.base_urls", None, _url, "an http(s):// URL")
+        if url:
+            base_urls[key] = url.rstrip("/")
+    return BinderSettings(
+        providers=r.get(raw, "providers", bp, (), _providers,
+                        f"a list of provider ids among {', '.join(BINDER_PROVIDERS)}"),
+        build_from_links=r.get(raw, "build_from_links", bp, "builders",
+                               _one_of("builders", "users"), "builders or users"),
+        cors_allow_origin=r.get(raw, "cors_allow_origin", bp, "", _origin,
+                                "'*' or one origin like https://docs.example.org"),
+        base_urls=base_urls,
+    )
 
 
 def merge_defaults(config: dict, defaults: dict = DEFAULTS) -> bool:

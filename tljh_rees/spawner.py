@@ -54,6 +54,10 @@ class ReesSpawner(DockerSpawner):
         "", config=True,
         help="The rees service's SQLite database (its state_dir/rees.sqlite), read to decide "
              "what may be launched.")
+    binder_allow_origin = Unicode(
+        "", config=True,
+        help="Origins whose pages may use servers of environments made from Binder links "
+             "(their --ServerApp.allow_origin); '' for none.")
     spawn_page_limit = Integer(
         30, config=True,
         help="Environments listed on the spawn page; others are found by typing a name.")
@@ -183,6 +187,7 @@ class ReesSpawner(DockerSpawner):
         options = dict(self.user_options or {})
         self.check_options(options)
         env_name = options.get("environment") or ""
+        self.binder_server = False
         if not env_name and not self.image:
             raise hub_error(400, "Choose an environment to start.")
         if env_name:
@@ -192,6 +197,7 @@ class ReesSpawner(DockerSpawner):
             except ReesError as e:
                 raise hub_error(e.status, e.message) from None
             self.image, profile = plan.image, plan.profile
+            self.binder_server = plan.site
         else:  # the admin's default image (rees.default_image)
             try:
                 profile = self.catalog.profiles.resolve(options.get("profile") or None)
@@ -200,6 +206,24 @@ class ReesSpawner(DockerSpawner):
         self.mem_limit = (profile or {}).get("memory")
         self.cpu_limit = (profile or {}).get("cpu")
         self.environment_name = env_name
+
+    binder_server = False  # of an environment made from a Binder link
+
+    def get_args(self):
+        """Binder clients on other pages drive the kernels of servers made from links."""
+        args = super().get_args()
+        if self.binder_server and self.binder_allow_origin:
+            args.append(f"--ServerApp.allow_origin={self.binder_allow_origin}")
+        return args
+
+    def get_env(self):
+        """Binder clients open a link's server with ``?token=`` (a token that may use only
+        that server, see handlers/binder.py), as BinderHub's do; JupyterHub servers ignore
+        tokens in URLs unless told."""
+        env = super().get_env()
+        if self.binder_server:
+            env["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] = "1"
+        return env
 
     async def _inspect(self, image: str) -> dict:
         try:

@@ -173,4 +173,4 @@ class GitProvider(RepoProvider):
                         source.repo, source)
 
 
-GIT_PROVIDERS = (GitHubProvider, GistProvider, GitLabProvider, GitProvider)
+GIT_PROVIDERS = (GitHubProvider, GistProvider, GitProvider, GitLabProvider)  # BinderHub's order

@@ -18,6 +18,9 @@ LOCAL_SCHEMES = ("file",)
 # Docker image names: lowercase, digits, and single separators; we also use it as a tag part.
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 NAME_MAX = 63
+# Environments made from Binder links are named so (see binder/links.py); no request may
+# take such a name first.
+SITE_PREFIX = "binder-"
 REF_MAX = 255
 # repo2docker writes the URL and ref into its Dockerfile as LABEL key="value" lines, where
 # these would end the value or escape out of it.
@@ -128,6 +131,8 @@ def default_name(repo: str) -> str:
     name = "-".join(parts).lower()
     name = re.sub(r"\.git$", "", name)
     name = re.sub(r"[^a-z0-9]+", "-", name).strip("-")
+    if name.startswith(SITE_PREFIX):
+        name = "env-" + name
     return name[:NAME_MAX].strip("-") or "environment"
 
 
@@ -138,6 +143,9 @@ def check_name(name, repo: str) -> str:
         raise InputError("name", f"expected lowercase letters, digits and single '.', '_' or "
                                  f"'-' between them, at most {NAME_MAX} characters "
                                  f"(it becomes an image name); got {name!r}")
+    if name.startswith(SITE_PREFIX):
+        raise InputError("name", f"names starting with {SITE_PREFIX!r} are kept for "
+                                 "environments made from Binder links; choose another")
     return name
 
 

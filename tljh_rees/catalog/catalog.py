@@ -44,6 +44,7 @@ class LaunchPlan:
     environment: str
     image: str  # the image id the catalog recorded
     profile: dict | None
+    site: bool = False  # made from a Binder link (owned by nobody)
 
 
 def status_of(env: Environment, last_build: Build | None) -> str:
@@ -213,7 +214,8 @@ class Catalog:
                            if not env.image_id else
                            f"the image of {name!r} was removed; rebuild it",
                            field="environment")
-        return LaunchPlan(env.name, env.image_id, self.profiles.resolve(profile, env.profile))
+        return LaunchPlan(env.name, env.image_id, self.profiles.resolve(profile, env.profile),
+                          site=env.owner == "")
 
     # -- writing --------------------------------------------------------------------------
 
