@@ -96,12 +96,20 @@ make_venv() {
   rm -f "$venv"/.installed-*; touch "$stamp"
 }
 
+# BinderHub's own JavaScript client, which the Binder-link tests drive /build with.
+install_binder_client() {
+  [ -d tests/binder-client/node_modules/@jupyterhub/binderhub-client ] && return
+  log "installing BinderHub's client for the tests (npm)"
+  npm ci --prefix tests/binder-client --silent --no-audit --no-fund >/dev/null
+}
+
 need_root
 log "system packages"
 install_apt_packages
 install_buildx
 start_dockerd
 install_proxy
+install_binder_client
 make_venv .venv "${JUPYTERHUB_SPEC:-jupyterhub>=5.2,<6}"
 if [ -n "${WITH_JUPYTERHUB6:-}" ]; then make_venv .venv-jh6 "jupyterhub>=6,<7"; fi
 log "ready: $(docker --version); buildx $(docker buildx version | cut -d' ' -f2);" \

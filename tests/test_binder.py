@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from tests.helpers import dockerfile_repo
+from tests.helpers import dockerfile_repo, wait_build
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -152,6 +152,15 @@ def test_who_may_build_through_a_link(hub, published, git_host, git_repo, base_i
                   token=builder)[-1]["phase"] == "ready"
     assert events(hub, f"build/gh/{path}/HEAD?build_only=true",
                   token=reader)[-1]["phase"] == "ready"
+    # a repository built on the Environments page needs no second build for its link
+    other = git_repo()
+    dockerfile_repo(other, base_image, marker=f"page first {uuid.uuid4().hex}")
+    url = git_host.publish(f"{published['org']}/page-first", other.path)
+    r = hub.rees("POST", "builds", json={"repo": url, "name": f"page-{uuid.uuid4().hex[:6]}"})
+    assert wait_build(hub, r.json()["id"])["status"] == "built"
+    found = events(hub, f"build/gh/{published['org']}/page-first/HEAD?build_only=true",
+                   token=reader)
+    assert found[-1]["phase"] == "ready" and found[0]["phase"] == "built", found
 
 
 def test_providers_badge_and_cross_origin_headers(hub):
@@ -174,3 +183,25 @@ def test_providers_badge_and_cross_origin_headers(hub):
     badge = requests.get(f"{hub.service_url}/badge_logo.svg", timeout=30)
     assert badge.status_code == 200 and badge.headers["Content-Type"] == "image/svg+xml"
     assert b"launch" in badge.content and b"binder" in badge.content
+
+
+def test_binderhubs_own_client_reaches_a_running_server(hub, published):
+    """BinderHub's JavaScript client (npm @jupyterhub/binderhub-client, run by Node as a
+    page would run it) follows the stream to a server and computes where to land."""
+    import os
+    import subprocess
+
+    script = os.path.join(os.path.dirname(__file__), "binder-client", "drive.mjs")
+    spec = f"gh/{published['org']}/demo/HEAD"
+    run = subprocess.run(["node", script, f"{hub.service_url}/build/", spec, hub.token,
+                          "labpath=index.ipynb"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    ready = next(e for e in lines if e.get("phase") == "ready")
+    redirect = lines[-1]["redirect"]
+    assert redirect == f"{ready['url']}doc/tree/index.ipynb?token={ready['token']}"
+    r = requests.get(f"{ready['url']}api/contents/index.ipynb",
+                     params={"token": ready["token"]}, timeout=30)
+    assert r.status_code == 200 and r.json()["type"] == "notebook"
+    name = ready["url"].rstrip("/").rsplit("/", 1)[1]
+    hub.request("DELETE", f"/hub/api/users/admin/servers/{name}", json={"remove": True})

@@ -95,15 +95,12 @@ class BinderLinks(LoggingConfigurable):
         return viewer.can_build or self.build_from_links == "users"
 
     async def build(self, resolved: Resolved, viewer: Viewer):
-        """The build of a link's version: a cache hit, one under way (joined), or a new
-        one if ``viewer`` may have it built."""
+        """The build of a link's version: answered from the cache (any environment built
+        from this repository at this version: no build runs), or a new one if ``viewer``
+        may have it built."""
         name = environment_name(resolved)
-        catalog = self.builds.catalog
-        if catalog.exists(name):
-            env = catalog.get(SITE, name)
-            if env.launchable and env.commit == resolved.version:
-                return await self._submit(resolved, name)  # answered from the cache
-        if not self.may_build(viewer):
+        if not self.builds.catalog.is_built(resolved.repo_url, resolved.version) \
+                and not self.may_build(viewer):
             raise Forbidden(f"{resolved.repo_url} at {resolved.version[:12]} is not built "
                             "on this Hub yet, and building needs the build permission; "
                             "ask an admin", field="spec")

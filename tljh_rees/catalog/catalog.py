@@ -293,6 +293,11 @@ class Catalog:
         if build.spec_version:
             env.spec_version = build.spec_version
 
+    def is_built(self, repo: str, commit: str) -> bool:
+        """Whether some environment's current image is ``repo`` at ``commit``."""
+        with self.session() as db:
+            return self.cached_image(db, repo, commit) is not None
+
     @staticmethod
     def cached_image(db: Session, repo: str, commit: str) -> Environment | None:
         """An environment whose current image was built by this service from ``repo`` at

@@ -182,7 +182,7 @@ class LaunchPageHandler(BinderMixin, PageHandler):
         spec = self.raw_spec(provider).rstrip("/")
         path = landing_path(self.get_argument("urlpath", ""), self.get_argument("labpath", ""),
                             self.get_argument("filepath", ""))
-        self.render_page("binder.html", provider=provider, spec=spec,
+        self.render_page("binder.html", active="binder", provider=provider, spec=spec,
                          build_url=self.urls("build", provider, spec), landing_path=path)
 
 

@@ -15,7 +15,8 @@
       class: `badge text-bg-${BADGES[phase] || "secondary"}`, "data-phase": phase }, phase));
   }
 
-  const source = new EventSource(box.dataset.buildUrl);
+  // the Hub's XSRF token lets the page's login cookie authenticate the stream
+  const source = new EventSource(`${box.dataset.buildUrl}?_xsrf=${encodeURIComponent(rees.xsrf)}`);
   source.onmessage = (event) => {
     const data = JSON.parse(event.data);
     if (data.message) log.append(data.message);

@@ -91,8 +91,8 @@
         link(`${rees.prefix}servers?environment=${env.name}`, "New server…"),
         link(`${rees.prefix}environments/${env.name}/export`, "Export for HPC"),
         item(el("button", { type: "button", class: "dropdown-item",
-                            dataset: { action: "copy-link", env: env.name } },
-                "Copy launch link")),
+                            dataset: { action: "share", env: env.name } },
+                "Share…")),
       ];
       buttons.push(el("div", { class: "dropdown d-inline-block" },
         el("button", { type: "button", class: "btn btn-sm btn-outline-secondary dropdown-toggle",
@@ -371,10 +371,51 @@
       case "rebuild": rebuild(name); break;
       case "cancel": cancelBuild(env.last_build.id); break;
       case "delete": openDelete(env, target); break;
-      case "copy-link":
-        copyText(new URL(`${rees.prefix}launch/${name}`, location.href).href, target);
-        break;
+      case "share": openShare(env); break;
     }
+  });
+
+  // -- the "Share" dialog: links and badges ------------------------------------------------
+  let sharing = null;
+
+  function shareLinks(env, file) {
+    const base = new URL(rees.prefix, location.href).href;
+    const launch = new URL(`launch/${env.name}`, base);
+    if (file) launch.searchParams.set("urlpath", `lab/tree/${file}`);
+    let binder = null;
+    if (/^https?:\/\//.test(env.repo) && env.commit) {
+      binder = new URL(`v2/git/${encodeURIComponent(env.repo)}/${env.commit}`, base);
+      if (file) binder.searchParams.set("labpath", file);
+    }
+    const target = (binder || launch).href;
+    const badge = new URL("badge_logo.svg", base).href;
+    return { launch: launch.href, binder: binder && binder.href, badge,
+             markdown: `[![Binder](${badge})](${target})`,
+             rst: `.. image:: ${badge}\n :target: ${target}` };
+  }
+
+  function renderShare() {
+    const links = shareLinks(sharing, $("share-file").value.trim().replace(/^\/+/, ""));
+    $("share-link").value = links.launch;
+    $("share-binder").value = links.binder || "";
+    $("share-binder-group").classList.toggle("d-none", !links.binder);
+    $("share-markdown").value = links.markdown;
+    $("share-rst").value = links.rst;
+    $("share-badge").src = links.badge;
+  }
+
+  function openShare(env) {
+    sharing = env;
+    $("share-name").textContent = env.display_name;
+    $("share-file").value = "";
+    renderShare();
+    bootstrap.Modal.getOrCreateInstance($("share-dialog")).show();
+  }
+
+  $("share-file").addEventListener("input", renderShare);
+  $("share-dialog").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-copy]");
+    if (button) copyText($(button.dataset.copy).value, button);
   });
 
   // -- the "Add environment" dialog --------------------------------------------------------
