@@ -99,6 +99,14 @@ def test_a_link_builds_launches_and_answers_as_binderhub_does(hub, published):
                                         "read:users:groups!user=admin"}  # who it is
     assert scopes == {f"access:servers!server={server}"}
 
+    # pages on the allowed site may drive its kernels (rees.binder.cors_allow_origin)
+    import docker
+
+    container = docker.from_env().containers.list(filters={"label": [
+        "org.tljh-rees.user=admin", f"org.tljh-rees.server-name={server.split('/')[1]}"]})[0]
+    assert "--ServerApp.allow_origin=https://docs.example.org" in container.attrs["Args"]
+    assert "JUPYTERHUB_ALLOW_TOKEN_IN_URL=1" in container.attrs["Config"]["Env"]
+
     # the same link again: answered from the cache, the running server reused
     again = events(hub, f"build/gh/{spec}")
     assert [e["phase"] for e in again][0] == "built"
