@@ -55,11 +55,15 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     @property
     def viewer(self) -> Viewer:
-        """The current user with the rees permissions their token carries."""
+        """The current user with the rees permissions their token carries. A Hub admin
+        is a rees admin only through a token that keeps the Hub's admin rights
+        (``admin:users``): the user model says ``admin`` for every token of theirs, even
+        one limited to reading the service."""
         user = self.current_user
         scopes = set(user.get("scopes") or [])
         name = user["name"]
-        return Viewer(name, admin=bool(user.get("admin")) or ADMIN_SCOPE in scopes,
+        hub_admin = bool(user.get("admin")) and "admin:users" in scopes
+        return Viewer(name, admin=hub_admin or ADMIN_SCOPE in scopes,
                       builder=BUILD_SCOPE in scopes,
                       servers=bool({"servers", f"servers!user={name}"} & scopes))
 
