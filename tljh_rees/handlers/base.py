@@ -13,6 +13,7 @@ from http import HTTPStatus
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from tornado.log import app_log
 
 from .. import ADMIN_SCOPE, BUILD_SCOPE
 from ..catalog import Catalog, Viewer
@@ -94,7 +95,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, ReesError):  # a person's mistake, not the service's
-            self.log.info("%s %s: %s", self.request.method, self.request.path, value)
+            app_log.info("%s %s: %s", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
 
