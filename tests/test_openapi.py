@@ -13,8 +13,9 @@ from tljh_rees.app import ReesService
 from tljh_rees.handlers.openapi import document
 
 PREFIX = "/services/rees/"
-# JupyterHub's own OAuth callback: part of the Hub's login, not of the service's API.
-UNDOCUMENTED = {"oauth_callback"}
+# JupyterHub's own OAuth callback (part of the Hub's login, not of the service's API),
+# and the JSON 404 for api/ paths no route has.
+UNDOCUMENTED = {"oauth_callback", "api/.*"}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import copy
 import json
 
+from tornado import web
+
 from .. import __version__
+from ..builds.events import FINAL_PHASES
 from ..catalog.catalog import DESCRIPTION_MAX, DISPLAY_NAME_MAX, MAX_PAGE
 from ..composer.paths import RESERVED, SPEC_NAME_MAX
 from ..composer.sections import SECTION_IDS
@@ -59,6 +62,8 @@ ERROR_TEXT = {
          "confirmed to exist).",
     409: "Conflicts with the current state (named in `error`).",
     413: "The request body is too large.",
+    405: "A reserved name (validate, preview, import) is another route, which does not "
+         "take this method.",
     415: "Unsupported request content type.",
     422: "Understood but cannot be done (e.g. a repository that cannot be read).",
     502: "The Hub did not answer as expected.",
@@ -156,6 +161,15 @@ SCHEMAS = {
     }, required=("id", "environment", "repo", "ref", "commit", "image", "status",
                  "queue_position", "cache_hit", "owner", "profile", "error", "created",
                  "started", "finished", "spec_version", "url", "events_url")),
+    "BuildEvent": obj({"id": INT, "type": {"enum": ["phase", "log"]},
+                       "phase": {"enum": ["queued", "running", *FINAL_PHASES]},
+                       "message": STRING}, required=("type", "message"),
+                      description="A phase change or a log line of a build."),
+    "BuildStreamEvent": obj({
+        "id": {"type": "string", "pattern": "^[0-9]+$"}, "event": {"enum": ["phase", "log"]},
+        "data": {"type": "string", "contentMediaType": JSON,
+                 "contentSchema": ref("BuildEvent")},
+    }, required=("event", "data"), description="One server-sent event."),
     "BuildList": obj({"builds": {"type": "array", "items": ref("Build")}},
                      required=("builds",)),
     "Limits": obj({"cpu": nullable({"type": "number"}), "memory": nullable(INT)},
@@ -405,7 +419,8 @@ API = {
         "parameters": [BUILD_ID],
         "get": op("Server-sent events: `phase` and `log` events with ids; replays, then "
                   "follows the build, ending with its final phase.",
-                  {**ok({"type": "string"}, "An event stream.", media="text/event-stream"),
+                  {**ok("BuildStreamEvent", "An event stream; the schema is each event's.",
+                        media="text/event-stream"),
                    **errors(400, 403, 404)}, "builds", parameters=[
                       {"name": "Last-Event-ID", "in": "header", "required": False,
                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -521,14 +536,15 @@ API = {
     "/api/specs/{name}": {
         "parameters": [SPEC_NAME],
         "get": op("One spec, at its newest or a given version.",
-                  {**ok("Spec"), **errors(400, 403, 404, schema="SpecError")}, "specs",
+                  {**ok("Spec"), **errors(400, 403, 404, 405, schema="SpecError")}, "specs",
                   parameters=[SPEC_VERSION]),
         "put": op("Save a new version, or change display fields (its owner or an admin).",
-                  {**ok("Spec"), **errors(400, 403, 404, 409, 413, 422, schema="SpecError")},
+                  {**ok("Spec"), **errors(400, 403, 404, 405, 409, 413, 422,
+                                          schema="SpecError")},
                   "specs", requestBody=body("SpecSave", required=False)),
         "delete": op("Delete a spec (its owner or an admin).",
                      {**no_content(204, "Deleted."),
-                      **errors(400, 403, 404, schema="SpecError")}, "specs"),
+                      **errors(400, 403, 404, 405, schema="SpecError")}, "specs"),
     },
     "/api/specs/{name}/versions": {
         "parameters": [SPEC_NAME],
@@ -615,5 +631,15 @@ class OpenAPIHandler(APIHandler):
         self.finish(json.dumps(document(self.urls.service_prefix)))
 
 
+class UnknownAPIPath(APIHandler):
+    """An ``api/`` path no route has (e.g. an environment name with capitals): a JSON
+    404 like every API error, not tornado's HTML page."""
+
+    def prepare(self):
+        raise web.HTTPError(404, "No such API path; %sapi/openapi.json lists them.",
+                            self.urls.service_prefix)
+
+
 def routes() -> list:
-    return [("api/openapi.json", OpenAPIHandler)]
+    return [("api/openapi.json", OpenAPIHandler),
+            ("api/.*", UnknownAPIPath)]  # last of all routes (app.ROUTE_MODULES)
