@@ -169,8 +169,6 @@ def route_table():
     return routes
 
 
-
-
 @pytest.mark.unit
 def test_every_route_and_method_has_a_row():
     routes = route_table()

@@ -48,7 +48,7 @@ def documented() -> dict[str, set[str]]:
                 if p["in"] == "path":
                     params[p["name"]] = p
 
-        def group(match):
+        def group(match, params=params):
             pattern = params[match.group(1)]["schema"]["pattern"]
             assert pattern.startswith("^") and pattern.endswith("$"), pattern
             return f"({pattern[1:-1]})"
