@@ -56,6 +56,7 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.specs",
     "tljh_rees.handlers.gallery",
     "tljh_rees.handlers.pages",
+    "tljh_rees.handlers.openapi",
 ]
 CONFIG_FILE = "rees_config.py"
 CONFIG_FOLDER = "rees_config.d"
