@@ -59,6 +59,7 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.gallery",
     "tljh_rees.handlers.pages",
     "tljh_rees.handlers.binder",
+    "tljh_rees.handlers.openapi",  # last: its catch-all answers unknown api/ paths
 ]
 CONFIG_FILE = "rees_config.py"
 CONFIG_FOLDER = "rees_config.d"

@@ -22,6 +22,7 @@ from .access import Viewer, visible_to
 from .profiles import Profiles
 
 MAX_PAGE = 200
+MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 DISPLAY_NAME_MAX = 200
 DESCRIPTION_MAX = 2000
 EDITABLE = ("display_name", "description", "profile", "public")
@@ -125,7 +126,8 @@ class Catalog:
              launchable_only: bool = False) -> Page:
         """Environments ``viewer`` may see, by name, with their last builds: one query
         for the page and one for the count, however many environments there are."""
-        offset, limit = max(0, int(offset)), max(1, min(int(limit), MAX_PAGE))
+        offset = min(max(0, int(offset)), MAX_OFFSET)  # past it, SQLite's integers overflow
+        limit = max(1, min(int(limit), MAX_PAGE))
         query = self._query(viewer, search, owner, public_only, launchable_only)
         with self.session() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery()))

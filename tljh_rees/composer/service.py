@@ -81,6 +81,15 @@ class Composer(LoggingConfigurable):
             meta[key] = value
         return meta
 
+    @staticmethod
+    def check_message(message) -> str:
+        """A version's message: text (git takes it as an argument, so no NUL)."""
+        if message is None:
+            return ""
+        if not isinstance(message, str) or "\0" in message:
+            raise SpecError("message", "expected text")
+        return message
+
     def limits(self) -> Limits:
         s = self.store
         return Limits(s.max_files, s.max_file_bytes, s.max_total_bytes)
@@ -118,6 +127,7 @@ class Composer(LoggingConfigurable):
                **meta) -> dict:
         sections = self.check_sections(sections)
         meta = self.check_meta(meta)
+        message = self.check_message(message)
         self._refuse_errors(sections)
         paths = section_paths((), "")
         changes = {p: t.encode() for p, t in files_from_sections(sections, paths).items()
@@ -129,6 +139,9 @@ class Composer(LoggingConfigurable):
              message: str = "", **meta) -> dict:
         sections = self.check_sections(sections)
         meta = self.check_meta(meta)
+        message = self.check_message(message)
+        if base_version is not None and not isinstance(base_version, str):
+            raise SpecError("base_version", "expected the version a save returned")
         self._refuse_errors(sections, name)
         current = self.store.files(name, wanted=may_be_section)
         _, paths = sections_from_files(current.contents, current.sizes)

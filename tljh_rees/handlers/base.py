@@ -13,6 +13,7 @@ from http import HTTPStatus
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from tornado.log import app_log
 
 from .. import ADMIN_SCOPE, BUILD_SCOPE
 from ..catalog import Catalog, Viewer
@@ -55,11 +56,15 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     @property
     def viewer(self) -> Viewer:
-        """The current user with the rees permissions their token carries."""
+        """The current user with the rees permissions their token carries. A Hub admin
+        is a rees admin only through a token that keeps the Hub's admin rights
+        (``admin:users``): the user model says ``admin`` for every token of theirs, even
+        one limited to reading the service."""
         user = self.current_user
         scopes = set(user.get("scopes") or [])
         name = user["name"]
-        return Viewer(name, admin=bool(user.get("admin")) or ADMIN_SCOPE in scopes,
+        hub_admin = bool(user.get("admin")) and "admin:users" in scopes
+        return Viewer(name, admin=hub_admin or ADMIN_SCOPE in scopes,
                       builder=BUILD_SCOPE in scopes,
                       servers=bool({"servers", f"servers!user={name}"} & scopes))
 
@@ -90,7 +95,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, ReesError):  # a person's mistake, not the service's
-            self.log.info("%s %s: %s", self.request.method, self.request.path, value)
+            app_log.info("%s %s: %s", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
 

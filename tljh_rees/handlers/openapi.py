@@ -1,0 +1,645 @@
+"""The OpenAPI 3.1 document of every route of the service, served at ``api/openapi.json``.
+
+It lives beside the route table on purpose: ``tests/test_openapi.py`` checks that each
+route of ``ReesService.handlers()`` (its regex, and every method its handler implements)
+is described here and that nothing described here is missing from the routes, so a new
+route or method cannot be forgotten. Path parameters carry the route's own regex.
+
+The document is served without a token: it says what the source says (the API's shape)
+and holds no data — no environment, user or profile name — and tools such as client
+generators and schemathesis read it before they hold a token.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from tornado import web
+
+from .. import __version__
+from ..builds.events import FINAL_PHASES
+from ..catalog.catalog import DESCRIPTION_MAX, DISPLAY_NAME_MAX, MAX_PAGE
+from ..composer.paths import RESERVED, SPEC_NAME_MAX
+from ..composer.sections import SECTION_IDS
+from .base import APIHandler
+
+JSON = "application/json"
+HTML = "text/html"
+
+
+# -- small builders -----------------------------------------------------------------------
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict) -> dict:
+    if "type" in schema and isinstance(schema["type"], str):
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict, required=(), closed: bool = False, **extra) -> dict:
+    """An object; ``required`` names its always-present keys; a ``closed`` one (request
+    bodies) takes no other key, as ``APIHandler.json_body`` refuses unknown fields."""
+    schema = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+STRING, BOOL, INT = {"type": "string"}, {"type": "boolean"}, {"type": "integer"}
+TIME = {"type": "string", "format": "date-time"}
+URL = {"type": "string", "description": "a path on this Hub"}
+
+ERROR_TEXT = {
+    400: "Bad input; `field` names the part of the request that is wrong.",
+    403: "No token, a token that may not use the service, or no permission for this.",
+    404: "Not found, or not visible to the caller (others' private environments are not "
+         "confirmed to exist).",
+    409: "Conflicts with the current state (named in `error`).",
+    413: "The request body is too large.",
+    405: "A reserved name (validate, preview, import) is another route, which does not "
+         "take this method.",
+    415: "Unsupported request content type.",
+    422: "Understood but cannot be done (e.g. a repository that cannot be read).",
+    502: "The Hub did not answer as expected.",
+}
+
+
+def errors(*codes: int, schema: str = "Error") -> dict:
+    return {str(code): {"description": ERROR_TEXT[code],
+                        "content": {JSON: {"schema": ref(schema)}}} for code in codes}
+
+
+def ok(schema: dict | str, description: str = "OK", status: int = 200,
+       media: str = JSON, headers: dict | None = None) -> dict:
+    body = {"description": description,
+            "content": {media: {"schema": ref(schema) if isinstance(schema, str) else schema}}}
+    if headers:
+        body["headers"] = headers
+    return {str(status): body}
+
+
+def no_content(status: int, description: str) -> dict:
+    return {str(status): {"description": description}}
+
+
+def body(schema: dict | str, media: str = JSON, required: bool = True) -> dict:
+    return {"required": required,
+            "content": {media: {"schema": ref(schema) if isinstance(schema, str) else schema}}}
+
+
+def query(name: str, schema: dict, description: str = "") -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def path_param(name: str, pattern: str, description: str, **extra) -> dict:
+    """``pattern`` is the route's own regex group: the test compares them."""
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "pattern": f"^{pattern}$", **extra}}
+
+
+def op(summary: str, responses: dict, tag: str, **fields) -> dict:
+    return {"summary": summary, "tags": [tag], "responses": responses, **fields}
+
+
+# -- parameters (the patterns are the route table's) -----------------------------------
+
+BUILD_ID = path_param("build_id", "[0-9a-f]+", "A build's id.")
+ENV_NAME = path_param("name", "[a-z0-9._-]+", "An environment's name.")
+EXPORT_ID = path_param("export_id", "[0-9a-f]{64}", "An export's id (its image's sha256).")
+SERVER_NAME = path_param("server_name", "[^/]+", "The name of one of the caller's servers.")
+SPEC_NAME = path_param("name", "[a-z0-9][a-z0-9._-]*", "A spec's name.",
+                       **{"not": {"enum": sorted(RESERVED)}})
+GALLERY_NAME = path_param("name", "[^/]+", "An environment's name.")
+NOTEBOOK_PATH = path_param("path", ".+", "A notebook's path in the repository.")
+SPEC_VERSION = query("version", {"type": "string", "pattern": "^[0-9a-f]{7,40}$"},
+                     "A version (commit sha or prefix) of the spec; default: the newest.")
+PAGE_QUERY = [query("offset", {**INT, "minimum": 0}, "Skip this many."),
+              query("limit", {**INT, "minimum": 1, "maximum": MAX_PAGE},
+                    f"At most this many (default 50, at most {MAX_PAGE}).")]
+GALLERY_FILTERS = [query("q", STRING, "Words, each found in a name, description, "
+                                      "repository, owner or package."),
+                   query("repo", STRING, "Only this repository (exact)."),
+                   query("package", STRING, "Only environments declaring this package.")]
+
+# -- schemas ------------------------------------------------------------------------------
+
+BUILD_STATUS = ["queued", "running", "built", "failed", "cancelled"]
+SCHEMAS = {
+    "Error": obj({"error": STRING, "status": {"type": "integer", "minimum": 400,
+                                              "maximum": 599},
+                  "field": STRING}, required=("error", "status"), closed=True,
+                 description="Every error of the JSON API."),
+    "SpecError": obj({"error": STRING, "status": {"type": "integer", "minimum": 400,
+                                                  "maximum": 599},
+                      "field": STRING, "problems": {"type": "array", "items": ref("Problem")}},
+                     required=("error", "status"), closed=True,
+                     description="Errors of the composer's routes: a refused save also lists "
+                                 "every problem of its sections."),
+    "Problem": obj({"section": {"enum": list(SECTION_IDS)}, "file": STRING,
+                    "line": nullable({"type": "integer", "minimum": 1}), "message": STRING,
+                    "severity": {"enum": ["error", "warning"]}},
+                   required=("section", "file", "line", "message", "severity")),
+    "Health": obj({"status": {"enum": ["ok", "degraded"]},
+                   "docker": {"enum": ["ok", "unreachable"]}}, required=("status", "docker")),
+    "Versions": obj({k: STRING for k in ("tljh-rees", "jupyterhub", "repo2docker", "python")},
+                    required=("tljh-rees", "jupyterhub", "repo2docker", "python")),
+    "Build": obj({
+        "id": STRING, "environment": STRING, "repo": STRING, "ref": STRING,
+        "commit": nullable(STRING), "image": nullable(STRING),
+        "status": {"enum": BUILD_STATUS},
+        "queue_position": nullable({"type": "integer", "minimum": 1}),
+        "cache_hit": BOOL, "owner": STRING, "profile": STRING, "error": nullable(STRING),
+        "created": TIME, "started": nullable(TIME), "finished": nullable(TIME),
+        "spec_version": nullable(STRING), "url": URL, "events_url": URL,
+    }, required=("id", "environment", "repo", "ref", "commit", "image", "status",
+                 "queue_position", "cache_hit", "owner", "profile", "error", "created",
+                 "started", "finished", "spec_version", "url", "events_url")),
+    "BuildEvent": obj({"id": INT, "type": {"enum": ["phase", "log"]},
+                       "phase": {"enum": ["queued", "running", *FINAL_PHASES]},
+                       "message": STRING}, required=("type", "message"),
+                      description="A phase change or a log line of a build."),
+    "BuildStreamEvent": obj({
+        "id": {"type": "string", "pattern": "^[0-9]+$"}, "event": {"enum": ["phase", "log"]},
+        "data": {"type": "string", "contentMediaType": JSON,
+                 "contentSchema": ref("BuildEvent")},
+    }, required=("event", "data"), description="One server-sent event."),
+    "BuildList": obj({"builds": {"type": "array", "items": ref("Build")}},
+                     required=("builds",)),
+    "Limits": obj({"cpu": nullable({"type": "number"}), "memory": nullable(INT)},
+                  required=("cpu", "memory"),
+                  description="The profile's limits: CPUs, and memory in bytes."),
+    "Environment": obj({
+        "name": STRING, "display_name": STRING, "description": STRING, "repo": STRING,
+        "ref": STRING, "commit": nullable(STRING),
+        "image": nullable(STRING), "image_size": nullable(INT), "owner": STRING,
+        "profile": nullable(STRING), "limits": ref("Limits"), "public": BOOL,
+        "status": {"enum": [*BUILD_STATUS, "missing"]},
+        "spec_name": nullable(STRING), "spec_version": nullable(STRING),
+        "created": nullable(TIME), "updated": nullable(TIME), "built": nullable(TIME),
+        "last_build": {"anyOf": [ref("Build"), {"type": "null"}]}, "url": URL,
+    }, required=("name", "display_name", "description", "repo", "ref", "commit", "image",
+                 "image_size", "owner", "profile", "limits", "public", "status",
+                 "spec_name", "spec_version", "created", "updated", "built", "last_build",
+                 "url")),
+    "EnvironmentPage": obj({
+        "environments": {"type": "array", "items": ref("Environment")},
+        "total": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+        "next": nullable(URL),
+    }, required=("environments", "total", "offset", "limit", "next")),
+    "Application": obj({
+        "id": STRING, "environment": nullable(STRING), "profile": nullable(STRING),
+        "ready": BOOL, "pending": nullable(STRING), "started": nullable(STRING),
+        "location": URL,
+    }, required=("id", "environment", "profile", "ready", "pending", "started", "location")),
+    "ApplicationList": obj({"applications": {"type": "array", "items": ref("Application")}},
+                           required=("applications",)),
+    "Export": obj({
+        "id": STRING, "environment": STRING, "image": STRING, "image_id": STRING,
+        "commit": nullable(STRING), "filename": STRING,
+        "status": {"enum": ["queued", "running", "done", "failed"]},
+        "step": nullable(STRING), "steps": {"type": "array", "items": STRING},
+        "progress": nullable({"type": "number", "minimum": 0, "maximum": 1}),
+        "error": nullable(STRING), "created": STRING, "finished": nullable(STRING),
+        "size": nullable(INT), "sha256": nullable(STRING), "pushed_to": nullable(STRING),
+        "push": BOOL, "url": URL, "download_url": nullable(URL),
+        "commands": obj({"download": STRING, "run": STRING, "pull": STRING}),
+    }, required=("id", "environment", "image", "filename", "status", "url",
+                 "download_url", "commands")),
+    "ExportList": obj({"exports": {"type": "array", "items": ref("Export")}},
+                      required=("exports",)),
+    "GalleryNotebookEntry": obj({"path": STRING, "size": INT, "url": URL, "launch_url": URL,
+                                 "problem": STRING},
+                                required=("path", "size", "url", "launch_url")),
+    "GalleryEntry": obj({
+        "name": STRING, "display_name": STRING, "description": STRING, "repo": STRING,
+        "ref": STRING, "commit": nullable(STRING), "owner": STRING, "created": nullable(TIME),
+        "public": BOOL, "image": nullable(STRING),
+        "packages": {"type": "object",
+                     "additionalProperties": {"type": "array", "items": STRING}},
+        "notebooks": {"type": "array", "items": ref("GalleryNotebookEntry")},
+        "notebooks_truncated": BOOL, "files_truncated": BOOL, "readme": STRING,
+        "problem": nullable(STRING), "url": URL, "launch_url": URL,
+    }, required=("name", "display_name", "description", "repo", "ref", "commit", "owner",
+                 "created", "public", "image", "packages", "notebooks",
+                 "notebooks_truncated", "files_truncated", "readme", "problem", "url",
+                 "launch_url")),
+    "GalleryPage": obj({
+        "environments": {"type": "array", "items": ref("GalleryEntry")},
+        "total": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    }, required=("environments", "total", "offset", "limit")),
+    "GalleryNotebook": obj({"path": STRING, "size": INT, "html_url": URL, "url": URL,
+                            "launch_url": URL},
+                           required=("path", "size", "html_url", "url", "launch_url")),
+    "SpecSummary": obj({
+        "name": STRING, "owner": STRING, "display_name": STRING, "description": STRING,
+        "created": STRING, "forked_from": STRING, "version": nullable(STRING),
+        "updated": nullable(STRING),
+        "links": obj({"page": URL, "api": URL, "zip": URL}, required=("page", "api", "zip")),
+        "may_edit": BOOL,
+    }, required=("name", "owner", "version", "links", "may_edit")),
+    "SpecList": obj({"specs": {"type": "array", "items": ref("SpecSummary")}},
+                    required=("specs",)),
+    "Sections": obj({s: STRING for s in SECTION_IDS},
+                    description="The text of each composer section (its file's content)."),
+    "Spec": {"allOf": [ref("SpecSummary"), obj({
+        "newest_version": nullable(STRING), "sections": ref("Sections"),
+        "section_files": {"type": "object", "additionalProperties": STRING},
+        "config_dir": STRING,
+        "files": {"type": "array", "items": obj({"path": STRING, "size": INT,
+                                                 "executable": BOOL},
+                                                required=("path", "size", "executable"))},
+        "problems": {"type": "array", "items": ref("Problem")},
+    }, required=("sections", "files", "problems"))]},
+    "SpecVersions": obj({"versions": {"type": "array", "items": obj(
+        {"version": STRING, "author": STRING, "created": STRING, "message": STRING},
+        required=("version", "author", "created", "message"))}}, required=("versions",)),
+    "Validation": obj({"problems": {"type": "array", "items": ref("Problem")},
+                       "valid": BOOL}, required=("problems", "valid")),
+    "Preview": obj({
+        "buildpack": nullable(STRING), "buildpack_label": nullable(STRING),
+        "dockerfile": nullable(STRING), "messages": {"type": "array", "items": STRING},
+        "error": nullable(STRING), "stage": nullable({"enum": ["detect", "render"]}),
+        "problems": {"type": "array", "items": ref("Problem")},
+        "version": nullable(STRING),
+    }, required=("buildpack", "dockerfile", "error", "version"),
+        description="repo2docker's own choice of build pack and the Dockerfile it makes."),
+    # -- request bodies: exactly the fields each handler accepts --
+    "BuildRequest": obj({
+        "repo": {"type": "string", "minLength": 1, "maxLength": 2048,
+                 "description": "git URL: https, http, git, ssh (file:// and paths only "
+                                "where the admin allows local repositories)."},
+        "ref": nullable({"type": "string", "maxLength": 255,
+                         "description": "Branch, tag or commit; default HEAD."}),
+        "name": nullable({"type": "string", "maxLength": 63,
+                          "pattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$"}),
+        "profile": nullable(STRING),
+        "credentials": nullable(obj({"username": STRING, "password": STRING}, closed=True)),
+        "display_name": nullable({"type": "string", "maxLength": DISPLAY_NAME_MAX}),
+        "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX}),
+        "public": nullable(BOOL),
+    }, required=("repo",), closed=True),
+    "EnvironmentChange": obj({
+        "display_name": nullable({"type": "string", "maxLength": DISPLAY_NAME_MAX}),
+        "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX}),
+        "profile": nullable({"type": "string",
+                             "description": "A profile name; null or '': the site's."}),
+        "public": nullable(BOOL),
+    }, closed=True),
+    "ApplicationRequest": obj({
+        "environment": {"type": "string", "minLength": 1},
+        "server_name": nullable({"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}),
+        "profile": nullable(STRING),
+    }, required=("environment",), closed=True),
+    "ExportRequest": obj({}, closed=True, description="No fields."),
+    "SpecCreate": obj({
+        "name": {"type": "string", "maxLength": SPEC_NAME_MAX,
+                 "pattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$"},
+        "display_name": nullable({"type": "string", "maxLength": DISPLAY_NAME_MAX}),
+        "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX}),
+        "sections": nullable(ref("Sections")), "message": nullable(STRING),
+        "from_environment": nullable(STRING), "from_spec": nullable(STRING),
+        "from_version": nullable(STRING),
+    }, required=("name",), closed=True,
+        description="Start from `sections`, or from a built environment's files "
+                    "(`from_environment`), or from a spec (`from_spec`, `from_version`)."),
+    "SpecSave": obj({
+        "display_name": nullable({"type": "string", "maxLength": DISPLAY_NAME_MAX}),
+        "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX}),
+        "sections": ref("Sections"), "message": nullable(STRING),
+        "base_version": nullable({"type": "string", "description": "The version the edit "
+                                  "started from; a newer one on the server is a 409."}),
+    }, closed=True),
+    "SpecCheck": obj({"sections": nullable(ref("Sections")), "spec": nullable(STRING)},
+                     closed=True),
+    "SpecPreviewRequest": obj({"sections": nullable(ref("Sections")),
+                               "spec": nullable(STRING), "version": nullable(STRING)},
+                              closed=True),
+    "SpecBuild": obj({
+        "version": nullable(STRING),
+        "environment": nullable({"type": "string", "maxLength": 63,
+                                 "pattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$"}),
+        "profile": nullable(STRING), "public": nullable(BOOL),
+        "display_name": nullable({"type": "string", "maxLength": DISPLAY_NAME_MAX}),
+        "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX}),
+    }, closed=True),
+}
+
+# -- pages: HTML for people; an anonymous GET is sent to the Hub's login --------------
+
+LOGIN_REDIRECT = {"302": {"description": "Not logged in: to the Hub's login, or (on "
+                                         "success) where the page sends the browser."}}
+PAGE_ERRORS = {str(code): {"description": ERROR_TEXT[code], "content": {HTML: {}}}
+               for code in (400, 403, 404, 409)}
+
+
+def page(summary: str, *codes: int, tag: str = "pages", **fields) -> dict:
+    responses = {"200": {"description": "The page.", "content": {HTML: {}}}, **LOGIN_REDIRECT}
+    responses.update({str(c): PAGE_ERRORS[str(c)] for c in codes})
+    return op(summary, responses, tag, **fields)
+
+
+PAGES = {
+    "/": {"get": page("The Environments page.", 403)},
+    "/environments": {"get": op("The front page's older address.", {
+        "302": {"description": "To the front page."}}, "pages", security=[])},
+    "/servers": {"get": page("The caller's servers started from environments.", 403)},
+    "/launch/{environment}": {
+        "parameters": [path_param("environment", "[a-z0-9._-]+", "An environment's name.")],
+        "get": page("What a launch link would start; starts nothing.", 400, 403, 404, 409,
+                    parameters=[query("profile", STRING), query("urlpath", STRING)]),
+        "post": op("Start (or reuse) the server, then follow its progress.", {
+            "302": {"description": "To the server, or to the Hub's progress page."},
+            **{str(c): PAGE_ERRORS[str(c)] for c in (400, 403, 404, 409)},
+            "502": {"description": ERROR_TEXT[502], "content": {HTML: {}}}}, "pages",
+            requestBody=body(obj({"profile": STRING, "urlpath": STRING,
+                                  "_xsrf": STRING}),
+                             media="application/x-www-form-urlencoded", required=False)),
+    },
+    "/environments/{name}/export": {
+        "parameters": [ENV_NAME],
+        "get": page("Export an environment for HPC (SIF).", 403, 404, 409)},
+    "/composer": {"get": page("The composer.", 403)},
+    "/composer/{name}": {
+        "parameters": [SPEC_NAME],
+        "get": page("The composer with a spec open.", 400, 403, 404,
+                    parameters=[SPEC_VERSION])},
+    "/gallery": {"get": page("The gallery.", 400, 403, parameters=[
+        *GALLERY_FILTERS, query("offset", {**INT, "minimum": 0})])},
+    "/gallery/{name}": {"parameters": [GALLERY_NAME],
+                        "get": page("An environment in the gallery.", 403, 404)},
+    "/gallery/{name}/notebooks/{path}": {
+        "parameters": [GALLERY_NAME, NOTEBOOK_PATH],
+        "get": page("A notebook's page (the rendering is in a sandboxed frame).", 403, 404)},
+    "/gallery/{name}/render/{path}": {
+        "parameters": [GALLERY_NAME, NOTEBOOK_PATH],
+        "get": page("A notebook rendered statically, as its own sandboxed document "
+                    "(Content-Security-Policy: sandbox).", 403, 404)},
+}
+PAGES["/gallery/{name}/render/{path}"]["get"]["responses"]["422"] = {
+    "description": "The notebook cannot be shown (named in the page).", "content": {HTML: {}}}
+
+# -- the JSON API ---------------------------------------------------------------------------
+
+LOCATION = {"Location": {"schema": STRING, "description": "The new spec's API URL."}}
+API = {
+    "/api/openapi.json": {"get": op("This document.", ok({"type": "object"}), "service",
+                                    security=[])},
+    "/api/health": {"get": op("Liveness, with the Docker engine's state.", ok("Health"),
+                              "service", security=[])},
+    "/api/versions": {"get": op("Versions of the service and its parts.",
+                                {**ok("Versions"), **errors(403)}, "service")},
+    "/api/builds": {
+        "get": op("Builds of the environments the caller may see, newest first.",
+                  {**ok("BuildList"), **errors(400, 403)}, "builds", parameters=[
+                      query("environment", STRING, "Only this environment's builds."),
+                      query("limit", {**INT, "minimum": 1, "maximum": MAX_PAGE},
+                            f"At most this many (default and most: {MAX_PAGE}).")]),
+        "post": op("Build a repository into an environment (needs the build permission).",
+                   {**ok("Build", "Already built (cache); nothing ran."),
+                    **ok("Build", "Queued (or joined a running build).", 202),
+                    **errors(400, 403, 409, 413, 422)}, "builds",
+                   requestBody=body("BuildRequest")),
+    },
+    "/api/builds/{build_id}": {
+        "parameters": [BUILD_ID],
+        "get": op("One build.", {**ok("Build"), **errors(403, 404)}, "builds"),
+        "delete": op("Cancel a queued or running build (its owner or an admin).",
+                     {**ok("Build", "Cancelled."), **errors(403, 404, 409)}, "builds"),
+    },
+    "/api/builds/{build_id}/events": {
+        "parameters": [BUILD_ID],
+        "get": op("Server-sent events: `phase` and `log` events with ids; replays, then "
+                  "follows the build, ending with its final phase.",
+                  {**ok("BuildStreamEvent", "An event stream; the schema is each event's.",
+                        media="text/event-stream"),
+                   **errors(400, 403, 404)}, "builds", parameters=[
+                      {"name": "Last-Event-ID", "in": "header", "required": False,
+                       "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                       "description": "Resume after this event."},
+                      query("after", {"type": "string", "pattern": "^[0-9]+$"},
+                            "Resume after this event (for clients that cannot set "
+                            "headers).")]),
+    },
+    "/api/builds/{build_id}/log": {
+        "parameters": [BUILD_ID],
+        "get": op("The build's log so far, as text.",
+                  {**ok({"type": "string"}, "The log (an attachment).",
+                        media="text/plain"), **errors(403, 404)}, "builds"),
+    },
+    "/api/environments": {
+        "get": op("A page of the environments the caller may see, by name.",
+                  {**ok("EnvironmentPage"), **errors(400, 403)}, "environments", parameters=[
+                      query("q", STRING, "Words, each found in the name, display name, "
+                                         "description, repository or owner."),
+                      query("owner", STRING, "Only this user's."),
+                      query("built", {"enum": ["true", "false"]}, "true: only launchable."),
+                      *PAGE_QUERY]),
+    },
+    "/api/environments/{name}": {
+        "parameters": [ENV_NAME],
+        "get": op("One environment.", {**ok("Environment"), **errors(403, 404)},
+                  "environments"),
+        "patch": op("Change display fields, default profile, visibility (the owner, if "
+                    "they may build, or an admin). Nothing is rebuilt.",
+                    {**ok("Environment"), **errors(400, 403, 404, 413)}, "environments",
+                    requestBody=body("EnvironmentChange", required=False)),
+        "delete": op("Delete the environment, its builds, logs, images and exports.",
+                     {**no_content(204, "Deleted."), **errors(403, 404, 409)},
+                     "environments", parameters=[
+                         query("force", {"enum": ["true", "false"]},
+                               "true: even while servers run from it.")]),
+    },
+    "/api/environments/{name}/exports": {
+        "parameters": [ENV_NAME],
+        "get": op("The environment's SIF exports.", {**ok("ExportList"), **errors(403, 404)},
+                  "exports"),
+        "post": op("Export the environment's image as a SIF (needs the build permission).",
+                   {**ok("Export", "Made already."), **ok("Export", "Started.", 202),
+                    **errors(400, 403, 404, 409, 413)}, "exports",
+                   requestBody=body("ExportRequest", required=False)),
+    },
+    "/api/exports/{export_id}": {
+        "parameters": [EXPORT_ID],
+        "get": op("One export: its progress, and commands once done.",
+                  {**ok("Export"), **errors(403, 404)}, "exports"),
+    },
+    "/api/exports/{export_id}/download": {
+        "parameters": [EXPORT_ID],
+        "get": op("The SIF file.", {
+            **ok({"type": "string", "format": "binary"}, "The SIF (an attachment).",
+                 media="application/octet-stream"),
+            **errors(403, 404, 409)}, "exports"),
+    },
+    "/api/applications": {
+        "get": op("The caller's servers started from environments.",
+                  {**ok("ApplicationList"), **errors(403, 502)}, "applications"),
+        "post": op("Start a named server from an environment (the token must be allowed "
+                   "to start the caller's servers).",
+                   {**ok("Application", "It runs already."),
+                    **ok("Application", "Started.", 201),
+                    **errors(400, 403, 404, 409, 413, 502)}, "applications",
+                   requestBody=body("ApplicationRequest")),
+    },
+    "/api/applications/{server_name}": {
+        "parameters": [SERVER_NAME],
+        "get": op("One of the caller's servers.", {**ok("Application"),
+                                                   **errors(403, 404, 502)},
+                  "applications"),
+        "delete": op("Stop one of the caller's servers.",
+                     {**no_content(202, "Stopping."), **errors(403, 404, 502)},
+                     "applications"),
+    },
+    "/api/specs": {
+        "get": op("Every spec (everyone may read them).",
+                  {**ok("SpecList"), **errors(403, schema="SpecError")}, "specs"),
+        "post": op("Create a spec (needs the build permission).",
+                   {**ok("Spec", "Created.", 201, headers=LOCATION),
+                    **errors(400, 403, 404, 409, 413, 422, schema="SpecError")}, "specs",
+                   requestBody=body("SpecCreate")),
+    },
+    "/api/specs/validate": {
+        "post": op("Check sections line by line.", {
+            **ok("Validation"), **errors(400, 403, 404, 413, schema="SpecError")}, "specs",
+            requestBody=body("SpecCheck", required=False)),
+    },
+    "/api/specs/preview": {
+        "post": op("repo2docker's view of sections (over a saved spec, if named).", {
+            **ok("Preview"), **errors(400, 403, 404, 413, schema="SpecError")}, "specs",
+            requestBody=body("SpecPreviewRequest", required=False)),
+    },
+    "/api/specs/import": {
+        "post": op("A new spec (or a new version of the caller's) from a zip, or a folder "
+                   "sent as multipart parts `file` with `path` fields.", {
+                       **ok("Spec", "A new version of an existing spec."),
+                       **ok("Spec", "Created.", 201),
+                       **errors(400, 403, 404, 409, 413, 415, schema="SpecError")},
+                   "specs", parameters=[
+                       query("name", STRING, "The spec's name; default from the files."),
+                       query("display_name", STRING), query("description", STRING)],
+                   requestBody={"required": True, "content": {
+                       "application/zip": {"schema": {"type": "string",
+                                                      "format": "binary"}},
+                       "multipart/form-data": {"schema": obj({
+                           "file": {"type": "array", "items": {"type": "string",
+                                                               "format": "binary"}},
+                           "path": {"type": "array", "items": STRING}})}}}),
+    },
+    "/api/specs/{name}": {
+        "parameters": [SPEC_NAME],
+        "get": op("One spec, at its newest or a given version.",
+                  {**ok("Spec"), **errors(400, 403, 404, 405, schema="SpecError")}, "specs",
+                  parameters=[SPEC_VERSION]),
+        "put": op("Save a new version, or change display fields (its owner or an admin).",
+                  {**ok("Spec"), **errors(400, 403, 404, 405, 409, 413, 422,
+                                          schema="SpecError")},
+                  "specs", requestBody=body("SpecSave", required=False)),
+        "delete": op("Delete a spec (its owner or an admin).",
+                     {**no_content(204, "Deleted."),
+                      **errors(400, 403, 404, 405, schema="SpecError")}, "specs"),
+    },
+    "/api/specs/{name}/versions": {
+        "parameters": [SPEC_NAME],
+        "get": op("Its versions, newest first.",
+                  {**ok("SpecVersions"), **errors(400, 403, 404, schema="SpecError")},
+                  "specs"),
+    },
+    "/api/specs/{name}/zip": {
+        "parameters": [SPEC_NAME],
+        "get": op("A version's files as a zip that repo2docker builds as is.", {
+            **ok({"type": "string", "format": "binary"}, "The zip (an attachment).",
+                 media="application/zip"),
+            **errors(400, 403, 404, schema="SpecError")}, "specs",
+            parameters=[SPEC_VERSION]),
+    },
+    "/api/specs/{name}/preview": {
+        "parameters": [SPEC_NAME],
+        "get": op("repo2docker's view of a saved version.",
+                  {**ok("Preview"), **errors(400, 403, 404, schema="SpecError")}, "specs",
+                  parameters=[SPEC_VERSION]),
+    },
+    "/api/specs/{name}/builds": {
+        "parameters": [SPEC_NAME],
+        "post": op("Build a version into an environment (needs the build permission).", {
+            **ok("Build", "Already built (cache)."), **ok("Build", "Queued.", 202),
+            **errors(400, 403, 404, 409, 413, 422, schema="SpecError")}, "specs",
+            requestBody=body("SpecBuild", required=False)),
+    },
+    "/api/gallery": {
+        "get": op("Built environments the caller may use, a page at a time.",
+                  {**ok("GalleryPage"), **errors(400, 403)}, "gallery",
+                  parameters=[*GALLERY_FILTERS, *PAGE_QUERY]),
+    },
+    "/api/gallery/{name}": {
+        "parameters": [GALLERY_NAME],
+        "get": op("One environment in the gallery, with its README as HTML.", {
+            **ok({"allOf": [ref("GalleryEntry"), obj({"readme_html": STRING},
+                                                     required=("readme_html",))]}),
+            **errors(403, 404)}, "gallery"),
+    },
+    "/api/gallery/{name}/notebooks/{path}": {
+        "parameters": [GALLERY_NAME, NOTEBOOK_PATH],
+        "get": op("Whether a notebook can be shown, with its URLs.", {
+            **ok("GalleryNotebook"), **errors(403, 404, 422)}, "gallery"),
+    },
+}
+
+DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "tljh-rees",
+        "version": __version__,
+        "description": "Build repositories into environments, launch and export them. "
+                       "Errors of the JSON API are `{\"error\", \"status\", \"field\"?}`. "
+                       "Pages (tag `pages`) are HTML for people.",
+    },
+    "servers": [{"url": "/services/rees"}],
+    "security": [{"token": []}],
+    "tags": [{"name": n} for n in ("builds", "environments", "exports", "applications",
+                                   "specs", "gallery", "service", "pages")],
+    "paths": {**API, **PAGES},
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"token": {
+            "type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "`token <JupyterHub API token>`; the token needs "
+                           "`access:services!service=rees`. Building needs "
+                           "`custom:rees:build`; launching needs `servers!user=<name>`. "
+                           "Browsers use the Hub's login (OAuth) instead.",
+        }},
+    },
+}
+
+
+def document(service_prefix: str) -> dict:
+    """The document, its server being the service's prefix (relative to this host)."""
+    doc = copy.deepcopy(DOCUMENT)
+    doc["servers"] = [{"url": service_prefix.rstrip("/") or "/"}]
+    return doc
+
+
+class OpenAPIHandler(APIHandler):
+    def get(self):
+        self.finish(json.dumps(document(self.urls.service_prefix)))
+
+
+class UnknownAPIPath(APIHandler):
+    """An ``api/`` path no route has (e.g. an environment name with capitals): a JSON
+    404 like every API error, not tornado's HTML page."""
+
+    def prepare(self):
+        raise web.HTTPError(404, "No such API path; %sapi/openapi.json lists them.",
+                            self.urls.service_prefix)
+
+
+def routes() -> list:
+    return [("api/openapi.json", OpenAPIHandler),
+            ("api/.*", UnknownAPIPath)]  # last of all routes (app.ROUTE_MODULES)
