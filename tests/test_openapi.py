@@ -16,7 +16,7 @@ PREFIX = "/services/rees/"
 # JupyterHub's own OAuth callback (part of the Hub's login, not of the service's API),
 # and the JSON 404 for api/ paths no route has.
 UNDOCUMENTED = {"oauth_callback", "api/.*"}
-METHODS = ("get", "post", "put", "patch", "delete")
+METHODS = ("get", "post", "put", "patch", "delete", "options")
 
 
 def implemented(handler) -> set[str]:

@@ -39,6 +39,11 @@ class BinderMixin:
         marker = f"/{route}/{provider}/"
         return self.request.path.split(marker, 1)[1] if marker in self.request.path else ""
 
+
+
+class CrossOriginMixin:
+    """Pages of the admin's ``rees.binder.cors_allow_origin`` may call this route."""
+
     def allow_cross_origin(self) -> None:
         origin = self.links.cors_allow_origin
         if origin:
@@ -55,7 +60,7 @@ class BinderMixin:
         self.finish()
 
 
-class BuildStreamHandler(BinderMixin, BaseHandler):
+class BuildStreamHandler(CrossOriginMixin, BinderMixin, BaseHandler):
     route_name = "build"
 
     def set_default_headers(self):
@@ -186,7 +191,7 @@ class LaunchPageHandler(BinderMixin, PageHandler):
                          build_url=self.urls("build", provider, spec), landing_path=path)
 
 
-class RepoProvidersHandler(BinderMixin, APIHandler):
+class RepoProvidersHandler(CrossOriginMixin, BinderMixin, APIHandler):
     """The providers this Hub answers, as BinderHub lists them (no login needed)."""
 
     route_name = "api"

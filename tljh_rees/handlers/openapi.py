@@ -592,6 +592,64 @@ API = {
     },
 }
 
+# -- Binder links (BinderHub's shapes; see handlers/binder.py) ------------------------------
+
+PROVIDER = path_param("provider", "[^/]+", "A Binder provider's id (see api/repoproviders).")
+LINK_SPEC = path_param("spec", ".+", "The link's spec, as BinderHub's: e.g. `org/repo/ref` "
+                                     "for `gh`, a URL-escaped URL and a ref for `git`.")
+SCHEMAS["BinderEvent"] = obj({
+    "phase": {"enum": ["waiting", "fetching", "building", "built", "launching", "ready",
+                       "failed", "unknown"]},
+    "message": STRING, "imageName": STRING, "status_code": INT, "image": STRING,
+    "url": STRING, "token": STRING, "repo_url": STRING, "binder_ref_url": STRING,
+    "binder_launch_host": STRING, "binder_request": STRING,
+    "binder_persistent_request": STRING, "binder_client_ip": STRING,
+}, required=("phase",))
+SCHEMAS["BinderStreamEvent"] = obj({
+    "data": {"type": "string", "contentMediaType": JSON, "contentSchema": ref("BinderEvent")},
+}, required=("data",), description="One server-sent event (BinderHub's have no `event` or "
+                                   "`id` field).")
+SCHEMAS["RepoProvider"] = obj({
+    "displayName": STRING, "id": STRING,
+    "spec": obj({"validateRegex": STRING}),
+    "repo": obj({"label": STRING, "placeholder": STRING, "urlEncode": BOOL}),
+    "ref": obj({"enabled": BOOL, "default": STRING}),
+}, required=("displayName", "id", "spec", "repo", "ref"))
+PREFLIGHT = op("CORS preflight, for pages of `rees.binder.cors_allow_origin`.",
+               {"204": {"description": "The allowed headers and methods."}}, "binder",
+               security=[])
+BINDER = {
+    "/build/{provider}/{spec}": {
+        "parameters": [PROVIDER, LINK_SPEC],
+        "get": op("BinderHub's event stream: build (or find) the link's version, launch a "
+                  "server for the caller, end with `ready` (url, token, …) or `failed`. "
+                  "Every problem, a missing login or `Accept: text/event-stream` included, "
+                  "is a `failed` event with its `status_code`, on an HTTP 200.",
+                  ok("BinderStreamEvent", "An event stream; the schema is each event's.",
+                     media="text/event-stream"), "binder",
+                  parameters=[query("build_only", {"enum": ["true", "false"]},
+                                    "`true`: build, then `ready` with `imageName`; no "
+                                    "launch.")]),
+        "options": PREFLIGHT,
+    },
+    "/v2/{provider}/{spec}": {
+        "parameters": [PROVIDER, LINK_SPEC],
+        "get": page("A Binder link's page: the build's log, then the server.", 400, 403,
+                    404, tag="binder", parameters=[
+                        query("urlpath", STRING), query("labpath", STRING),
+                        query("filepath", STRING)]),
+    },
+    "/api/repoproviders": {
+        "get": op("The Binder providers this Hub answers, as BinderHub lists them.",
+                  ok({"type": "array", "items": ref("RepoProvider")}), "binder",
+                  security=[]),
+        "options": PREFLIGHT,
+    },
+    "/badge_logo.svg": {"get": op("The \"launch | binder\" badge.", {
+        "200": {"description": "An SVG image.", "content": {"image/svg+xml": {}}}},
+        "binder", security=[])},
+}
+
 DOCUMENT = {
     "openapi": "3.1.0",
     "info": {
@@ -604,8 +662,8 @@ DOCUMENT = {
     "servers": [{"url": "/services/rees"}],
     "security": [{"token": []}],
     "tags": [{"name": n} for n in ("builds", "environments", "exports", "applications",
-                                   "specs", "gallery", "service", "pages")],
-    "paths": {**API, **PAGES},
+                                   "specs", "gallery", "binder", "service", "pages")],
+    "paths": {**API, **PAGES, **BINDER},
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {"token": {
