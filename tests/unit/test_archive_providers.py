@@ -17,7 +17,8 @@ import pytest
 from tests.archive_fakes import (DoiResolver, FakeCkan, FakeDataverse, FakeFigshare,
                                  FakeHydroShare, FakeZenodo, StandIn, as_json, page, zip_of)
 from tljh_rees.binder.archives import (ARCHIVE_PROVIDERS, ArchiveSource, CkanProvider,
-                                       DataverseProvider, FetchFailed, FigshareProvider, Http,
+                                       DataverseProvider, FetchFailed, FigshareProvider, Files,
+                                       Http,
                                        HydroShareProvider, RecordChanged, RecordTooLarge,
                                        UnsafeName, ZenodoProvider, epoch)
 from tljh_rees.builds.builder import BuildFailed
@@ -362,6 +363,34 @@ async def test_zenodo_unpacking_counts_against_the_cap(zenodo, doi, tmp_path):
     only_repo_in(tmp_path)
     provider.max_download_bytes = 2 * 1024**2
     assert await fetch(resolved, tmp_path) == {"zeros.bin": bytes(1024**2)}
+
+
+async def test_zenodo_a_zip_counts_once(zenodo, doi, tmp_path):
+    """The downloaded zip is deleted once unpacked: its content, not both, is counted."""
+    noise = os.urandom(200_000)  # does not compress
+    zenodo.publish("101", {"bundle.zip": zip_of({"noise.bin": noise})})
+    provider = zenodo_provider(zenodo, doi, max_download_bytes=300_000)
+    resolved = await provider.resolve("10.5281/zenodo.101")
+    assert await fetch(resolved, tmp_path) == {"noise.bin": noise}
+    provider.max_download_bytes = 199_999  # control: the content alone is too much
+    with pytest.raises(RecordTooLarge):
+        await fetch(resolved, tmp_path / "control")
+
+
+def test_files_are_never_written_through_a_link(tmp_path):
+    """Nothing a fetch writes is a link, so this guards against a bug, not an archive:
+    a link already in the folder is refused as a folder and as a file."""
+    dest, outside = tmp_path / "repo", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / "folder").symlink_to(outside)
+    (dest / "file").symlink_to(outside / "file")
+    files = Files(str(dest), 1000, print)
+    for name in ("folder/x.txt", "file", "folder"):
+        with pytest.raises(UnsafeName):
+            files.path_for(name, folder=name == "folder")
+    assert files.path_for("plain/x.txt") == str(dest / "plain" / "x.txt")  # control
+    assert os.listdir(outside) == []
 
 
 async def test_zenodo_record_removed_or_replaced_after_resolving(zenodo, doi, tmp_path):
