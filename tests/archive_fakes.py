@@ -209,9 +209,9 @@ class FakeFigshare(StandIn):
 
     def publish(self, article: str, version: int, files: dict[str, bytes]) -> None:
         self.articles.setdefault(article, {})[version] = files
-        prefix = f"10.6084/m9.figshare.{article}"
-        self.doi.add(prefix, f"{self.url}/articles/code/example/{article}")
-        self.doi.add(f"{prefix}.v{version}", f"{self.url}/articles/code/example/{article}/{version}")
+        prefix, page_url = f"10.6084/m9.figshare.{article}", f"{self.url}/articles/code/example"
+        self.doi.add(prefix, f"{page_url}/{article}")
+        self.doi.add(f"{prefix}.v{version}", f"{page_url}/{article}/{version}")
 
     def answer(self, path, query):
         parts = path.strip("/").split("/")

@@ -2,19 +2,21 @@
 and CKAN, resolved to an immutable version and fetched as exactly that version.
 
 Resolving follows BinderHub (the persistent spec, ``binder_ref_url`` and build slug it
-forms), reading each archive's public API; DOIs go through the handle API of a DOI
-resolver (``c.ArchiveProvider.doi_resolver_url``), as repo2docker does, which answers in
+forms), reading each archive's public API. DOIs go through the handle API of a DOI
+resolver (``c.ArchiveProvider.doi_resolver_url``), as repo2docker does: it answers in
 JSON without a visit to the archive's landing page (only Zenodo's concept DOIs need one:
-its redirect names the latest record, as BinderHub relies on). Fetching drives repo2docker's own content providers in this
-process, pointed at the configured hosts, with three guards around them that repo2docker
-does not have: every name an archive gives is checked before anything is written (the
-archive is not trusted: ``../x``, absolute paths and links in zips are refused), the bytes
-downloaded and unpacked are capped, and the version is read again before and after the
-download, so that a build is of the version the link resolved to or fails saying so.
-HydroShare is fetched by :class:`HydroShareProvider` itself: repo2docker's provider
-hard-codes its hosts and unpacks into ``./temp`` of the process's working directory.
-"""
+its redirect names the latest record, which is what BinderHub relies on).
 
+Fetching drives repo2docker's own content providers in this process, pointed at the
+configured hosts, with guards around them that repo2docker does not have: every name an
+archive gives is checked before anything is written (the archive is not trusted: ``../x``,
+absolute paths and links in zips are refused), the bytes downloaded and unpacked are
+capped, requests time out and reach only public addresses, and the version is read again
+before and after the download, so that a build is of the version the link resolved to or
+fails saying so. HydroShare is fetched by :class:`HydroShareProvider` itself:
+repo2docker's provider hard-codes its hosts, downloads with no timeout or cap, and unpacks
+into ``./temp`` of the process's working directory, which the service's threads share.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -164,8 +166,9 @@ class Http:
             if not ipaddress.ip_address(address.split("%")[0]).is_global:
                 raise InputError("spec", f"{url} is on a private or local address "
                                          f"({address}); this Hub fetches archives only from "
-                                         "public addresses (an admin can allow others with "
-                                         "c.ArchiveProvider.public_addresses_only)", status=422)
+                                         "public addresses (an admin can allow others: "
+                                         "c.ArchiveProvider.public_addresses_only = False)",
+                                 status=422)
 
     @staticmethod
     def addresses(host: str) -> set[str]:
