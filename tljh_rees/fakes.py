@@ -84,6 +84,8 @@ class FakeSource(Source):
     """A repository whose refs map to versions and files; ``resolving`` (an asyncio
     Event) holds ``resolve`` until set, as a slow remote would."""
 
+    kind = "fake"
+
     def __init__(self, repo: str, versions: dict[str, str], private: bool = False):
         self.repo = repo
         self.versions = versions  # ref -> version; the version's file content is its name
@@ -99,7 +101,7 @@ class FakeSource(Source):
             await self.resolving.wait()
         return self.versions.get(ref)
 
-    async def fetch(self, ref: str, dest: str) -> str:
+    async def fetch(self, ref: str, dest: str, on_line=lambda line: None) -> str:
         version = self.versions.get(ref, ref)
         os.makedirs(dest, exist_ok=True)
         with open(os.path.join(dest, "content"), "w") as f:

@@ -385,11 +385,12 @@ class ArchiveSource(Source):
     version it was made for, and ``fetch`` gives exactly that version's files or fails
     (:class:`RecordChanged`, :class:`RecordTooLarge`, :class:`UnsafeName`, …)."""
 
+    kind = "archive"
+
     def __init__(self, provider: "ArchiveProvider", repo: str, record: Record):
         self.provider = provider
         self.repo = repo
         self.record = record
-        self.on_line: Callable[[str], None] | None = None  # the fetch's log lines
 
     @property
     def version(self) -> str:
@@ -404,11 +405,12 @@ class ArchiveSource(Source):
                                     f"record, which has no other refs (got {ref!r})")
         return self.version
 
-    async def fetch(self, ref: str, dest: str) -> str:
+    async def fetch(self, ref: str, dest: str,
+                    on_line: Callable[[str], None] = lambda line: None) -> str:
         if not self._same(ref):
             raise FetchFailed(f"{self.repo} is version {self.version}, not {ref!r}")
         loop = asyncio.get_running_loop()
-        say = self.on_line or (lambda line: log.info("%s: %s", self.repo, line.rstrip()))
+        say = on_line
         files = Files(dest, self.provider.max_download_bytes,
                       lambda line: loop.call_soon_threadsafe(say, line))
         try:

@@ -17,7 +17,9 @@ from traitlets.config import LoggingConfigurable
 
 from ..builds.request import NAME_MAX, SITE_PREFIX, BuildRequest
 from ..catalog import Viewer
+from ..engine.images import short_version
 from ..errors import Forbidden, InputError, NotFound
+from .archives import ARCHIVE_PROVIDERS
 from .providers import GIT_PROVIDERS, Resolved, RepoProvider
 
 # Builds for links are made in the site's name: a requester that owns only what has no
@@ -28,7 +30,7 @@ SITE = Viewer("", builder=True)
 def environment_name(resolved: Resolved) -> str:
     """``binder-<provider>-<slug>-<version>``, cut to an image name's length with a hash
     of the whole so that different repositories never share a name."""
-    version = re.sub(r"[^a-z0-9]+", "-", resolved.version.lower()).strip("-")[:12]
+    version = short_version(resolved.version)
     slug = re.sub(r"[^a-z0-9]+", "-", resolved.slug.lower()).strip("-") or "repo"
     name = f"{SITE_PREFIX}{resolved.provider}-{slug}-{version}"
     if len(name) > NAME_MAX:
@@ -115,14 +117,5 @@ class BinderLinks(LoggingConfigurable):
 
 
 def provider_classes() -> dict[str, type[RepoProvider]]:
-    """Every provider class, by BinderHub's id."""
-    return {cls.id: cls for cls in (*GIT_PROVIDERS, *archive_providers())}
-
-
-def archive_providers() -> tuple:
-    """The archive providers (Zenodo, Figshare, …), when they are installed."""
-    try:
-        from .archives import ARCHIVE_PROVIDERS
-    except ImportError:
-        return ()
-    return ARCHIVE_PROVIDERS
+    """Every provider class, by BinderHub's id, in BinderHub's order."""
+    return {cls.id: cls for cls in (*GIT_PROVIDERS, *ARCHIVE_PROVIDERS)}

@@ -105,10 +105,10 @@ class BuildManager(LoggingConfigurable):
                 last = self.logs.read(build.id)
                 first_id = max([e.get("id") or 0 for e in last] + [0]) + 1
                 events = BuildEvents(self.logs.open(build.id), first_id=first_id)
-                if build.private:
+                why = self._not_resumable(build)
+                if why:
                     build.status, build.finished = "failed", utcnow()
-                    build.error = ("interrupted by a restart of the service; credentials are "
-                                   "never stored, so submit the build again")
+                    build.error = f"interrupted by a restart of the service; {why}"
                     events.phase("failed", build.error)
                     continue
                 build.status = "queued"
@@ -123,6 +123,16 @@ class BuildManager(LoggingConfigurable):
                 self.pending.append(build.id)
                 events.phase("queued", "re-queued after a restart of the service")
         self.wakeup.set()
+
+    @staticmethod
+    def _not_resumable(build: Build) -> str:
+        """Why a build cannot be fetched again after a restart ('' if it can)."""
+        if build.private:
+            return "credentials are never stored, so submit the build again"
+        if build.source != GitSource.kind:
+            return "its source is known only to the request that made it: send it again " \
+                   "(for a Binder link, open the link again)"
+        return ""
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -166,7 +176,8 @@ class BuildManager(LoggingConfigurable):
                 spec_name=request.spec_name, profile=request.profile, public=request.public,
                 display_name=request.display_name, description=request.description)
             build = Build(id=build_id, environment_id=env.id, environment=env.name,
-                          repo=request.repo, ref=request.ref, commit=commit,
+                          repo=request.repo, source=request.source.kind, ref=request.ref,
+                          commit=commit,
                           owner=request.requester.name, profile=env.profile, status="queued",
                           private=request.source.private, spec_version=request.spec_version)
             cached = self.catalog.cached_image(db, request.repo, commit) if commit else None

@@ -31,7 +31,7 @@ async def fetch_and_build(source: Source, ref: str, workdir: str, builder: Build
     """``image_for(commit)`` names the image, ``labels_for(commit)`` labels it and
     ``reuse(commit)`` names an existing image of that version (or None)."""
     checkout = os.path.join(workdir, "repo")
-    commit = await source.fetch(ref, checkout)
+    commit = await source.fetch(ref, checkout, on_line)
     on_line(f"checked out {source.repo} at {commit}\n")
     image = image_for(commit)
     existing = reuse(commit)

@@ -11,6 +11,7 @@ from Zenodo, Figshare, …) add a class here.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 from ..errors import InputError
 from .git import GitError, checkout, redact, resolve_ref
@@ -19,6 +20,7 @@ from .credentials import Credentials
 
 class Source:
     repo: str = ""
+    kind = ""  # recorded with each build: "git" sources can be fetched again after a restart
 
     @property
     def private(self) -> bool:
@@ -30,8 +32,10 @@ class Source:
         """The immutable version ``ref`` names, or None if only fetching can tell."""
         raise NotImplementedError
 
-    async def fetch(self, ref: str, dest: str) -> str:
-        """Put the files of ``ref`` into ``dest``; return the version fetched."""
+    async def fetch(self, ref: str, dest: str,
+                    on_line: Callable[[str], None] = lambda line: None) -> str:
+        """Put the files of ``ref`` into ``dest`` (telling ``on_line`` how it goes);
+        return the version fetched."""
         raise NotImplementedError
 
     def redact(self, text: str) -> str:
@@ -40,6 +44,8 @@ class Source:
 
 
 class GitSource(Source):
+    kind = "git"
+
     def __init__(self, repo: str, credentials: Credentials | None = None,
                  allow_local: bool = False):
         self.repo = repo
@@ -58,7 +64,8 @@ class GitSource(Source):
             raise InputError("ref" if "branch or tag" in str(e) else "repo",
                              f"cannot read the repository: {e}", status=422) from None
 
-    async def fetch(self, ref: str, dest: str) -> str:
+    async def fetch(self, ref: str, dest: str,
+                    on_line: Callable[[str], None] = lambda line: None) -> str:
         return await asyncio.to_thread(checkout, self.repo, ref, dest, self.credentials,
                                        allow_local=self.allow_local)
 

@@ -7,6 +7,7 @@ build controls its image's labels. Who may use an image is the catalog's busines
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,8 +32,16 @@ def repository(environment: str) -> str:
     return f"rees-{environment}"
 
 
+def short_version(version: str) -> str:
+    """12 characters naming a version: a commit's first ones, or (an archive record's
+    ``<id>.v<n>``, whose start is the same for every version) a hash of the whole."""
+    if len(version) == 40 and all(c in "0123456789abcdef" for c in version):
+        return version[:12]
+    return hashlib.sha256(version.encode()).hexdigest()[:12]
+
+
 def image_tag(environment: str, commit: str) -> str:
-    return f"{repository(environment)}:{commit[:12]}"
+    return f"{repository(environment)}:{short_version(commit)}"
 
 
 @dataclass(frozen=True)

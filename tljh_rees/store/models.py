@@ -76,6 +76,7 @@ class Build(Base):
         Integer, ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     environment: Mapped[str] = mapped_column(String(63))  # its name, for display
     repo: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="git")  # its Source's kind
     ref: Mapped[str] = mapped_column(String(255), default="HEAD")
     commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     image: Mapped[str | None] = mapped_column(String(255), nullable=True)
