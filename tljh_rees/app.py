@@ -124,8 +124,10 @@ class ReesService(Application):
     def collaborators(self) -> dict:
         """Every part of the service, by the name handlers use for it."""
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        api = docker.APIClient(version="auto", timeout=120)  # one client: each new one
-        images = DockerImages(lambda: api)                   # asks the engine's version
+        # One client (each new one asks the engine's version), for the engine DOCKER_HOST
+        # names, as repo2docker's docker CLI and the Hub's spawner use.
+        api = docker.APIClient(version="auto", timeout=120, **docker.utils.kwargs_from_env())
+        images = DockerImages(lambda: api)
         catalog = Catalog(open_database(self.db_url), Profiles(self.profiles,
                                                                 self.default_profile))
         logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
