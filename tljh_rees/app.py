@@ -21,6 +21,7 @@ import os
 import signal
 
 import docker
+import requests
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
@@ -204,7 +205,9 @@ class ReesService(Application):
         """Tell the catalog which images the engine has (one listing of the engine)."""
         try:
             sizes, tags = await asyncio.to_thread(parts["images"].present)
-        except docker.errors.DockerException as e:
+        # an engine that is down raises requests' ConnectionError, which the docker SDK
+        # does not wrap; uncaught, it ended _keep_in_step for the life of the service
+        except (docker.errors.DockerException, requests.RequestException) as e:
             self.log.warning("cannot list the engine's images: %s", e)
             return
         for name in parts["catalog"].sync(sizes, tags):
