@@ -13,6 +13,7 @@ from http import HTTPStatus
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from tornado.log import app_log
 
 from .. import ADMIN_SCOPE, BUILD_SCOPE
 from ..catalog import Catalog, Viewer
@@ -33,6 +34,10 @@ def error_message(status_code: int, exc) -> str:
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    # RequestHandler has no logger of its own; without this, ``self.log`` (the health
+    # check with the engine down, ``log_exception`` for every 4xx) raised AttributeError.
+    log = app_log
+
     # -- the service's parts ------------------------------------------------------------
 
     @property
