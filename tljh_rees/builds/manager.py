@@ -35,6 +35,11 @@ from .repo2docker import stop_process_group
 from .request import BuildRequest
 from .sources import GitSource
 
+ENGINE_DOWN = ("the Docker engine stopped answering during the build (was it stopped or "
+               "restarted?); build again once it is back (the log shows the builder's own "
+               "message)")
+ENGINE_PING_SECONDS = 5
+
 
 @dataclass
 class ActiveBuild:
@@ -252,6 +257,7 @@ class BuildManager(LoggingConfigurable):
         events.phase("running", "fetching the repository")
         workdir = tempfile.mkdtemp(prefix="rees-build-")
         status, error, built = "failed", "", None
+        engine_suspect = False  # a failure the engine going away would also explain
         try:
             built = await asyncio.wait_for(fetch_and_build(
                 source, active.commit or request.ref, workdir, self.builder, self.images,
@@ -264,22 +270,43 @@ class BuildManager(LoggingConfigurable):
             status = "built"
         except asyncio.TimeoutError:
             error = f"the build took longer than {self.timeout}s and was stopped"
-        except (GitError, BuildFailed) as e:
+        except GitError as e:
             error = source.redact(str(e))
+        except BuildFailed as e:
+            error, engine_suspect = source.redact(str(e)), True
         except asyncio.CancelledError:
             if self.stopping:
                 raise  # the record stays 'running': the next start re-queues it
         except Exception as e:
             self.log.exception("build %s failed", active.build_id)
             error = f"internal error: {source.redact(str(e))}"
+            engine_suspect = True
         finally:
             if active.process is not None and active.process.returncode is None:
                 stop_process_group(active.process)
             shutil.rmtree(workdir, ignore_errors=True)
             self.processes.forget(active.build_id)
+        if engine_suspect and not active.cancelled and await self._engine_down():
+            # repo2docker's own words here are its docker command line and an exit code
+            self.log.warning("build %s failed with the engine down: %s", active.build_id,
+                             error)
+            error = ENGINE_DOWN
         if active.cancelled:
             status, error, built = "cancelled", "cancelled", None
         await self._finish(active, status, error, built)
+
+    async def _engine_down(self) -> bool:
+        """Whether the engine fails to answer now. A cancel arriving meanwhile makes the
+        build end as cancelled (False here); a service stopping leaves it to be re-queued."""
+        try:
+            return not await asyncio.wait_for(asyncio.to_thread(self.images.reachable),
+                                              ENGINE_PING_SECONDS)
+        except asyncio.TimeoutError:
+            return True
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise
+            return False
 
     def _current_image(self, environment_id: int, commit: str) -> str | None:
         """The environment's own image, when it is of ``commit`` (a rebuild of the same
