@@ -11,6 +11,7 @@ name after a delete.
 from __future__ import annotations
 
 import asyncio
+import errno
 import shutil
 import tempfile
 import uuid
@@ -39,6 +40,14 @@ ENGINE_DOWN = ("the Docker engine stopped answering during the build (was it sto
                "restarted?); build again once it is back (the log shows the builder's own "
                "message)")
 ENGINE_PING_SECONDS = 5
+
+
+def log_failure(error: OSError) -> str:
+    """Why a build whose log cannot be written was stopped, for the person who asked."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ("stopped: no space left on the server for the build log; ask an "
+                "administrator to free some, then build again")
+    return f"stopped: the build log could not be written ({error.strerror or error})"
 
 
 @dataclass
@@ -248,6 +257,8 @@ class BuildManager(LoggingConfigurable):
 
         def line(text: str) -> None:
             events.line(source.redact(text))
+            if events.log.error is not None:  # e.g. the disk is full: stop the builder
+                raise BuildFailed(log_failure(events.log.error))
 
         def keep(proc) -> None:
             active.process = proc
@@ -259,6 +270,8 @@ class BuildManager(LoggingConfigurable):
         status, error, built = "failed", "", None
         engine_suspect = False  # a failure the engine going away would also explain
         try:
+            if events.log.error is not None:  # already when it was queued
+                raise BuildFailed(log_failure(events.log.error))
             built = await asyncio.wait_for(fetch_and_build(
                 source, active.commit or request.ref, workdir, self.builder, self.images,
                 image_for=lambda commit: image_tag(request.name, commit),
@@ -273,7 +286,7 @@ class BuildManager(LoggingConfigurable):
         except GitError as e:
             error = source.redact(str(e))
         except BuildFailed as e:
-            error, engine_suspect = source.redact(str(e)), True
+            error, engine_suspect = source.redact(str(e)), events.log.error is None
         except asyncio.CancelledError:
             if self.stopping:
                 raise  # the record stays 'running': the next start re-queues it
