@@ -15,7 +15,7 @@ import json
 import os
 import urllib.parse
 
-from tornado import web
+from tornado import httputil, web
 from tornado.httpserver import HTTPServer
 
 PREFIX = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/rees/")
@@ -38,10 +38,46 @@ class StartingHandler(web.RequestHandler):
     post = put = patch = delete = get
 
 
+class LateBinding(httputil.HTTPMessageDelegate):
+    """Hands a request to the server's application of the moment its headers arrive."""
+
+    def __init__(self, start):
+        self.start = start
+        self.delegate: httputil.HTTPMessageDelegate | None = None
+
+    def headers_received(self, start_line, headers):
+        self.delegate = self.start()
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        return self.delegate.data_received(chunk)
+
+    def finish(self):
+        self.delegate.finish()
+
+    def on_connection_close(self):
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
+
+
+class TakeoverServer(HTTPServer):
+    """An HTTPServer whose ``request_callback`` may be replaced while it serves.
+
+    Tornado picks the handler of a connection's next request as soon as the previous one
+    ends, so after a plain swap the connections the Hub's proxy keeps open from the
+    starting phase went on answering 503 "starting" (seen after restarts of the service,
+    whenever the proxy used several connections at once).
+    """
+
+    def start_request(self, server_conn, request_conn):
+        return LateBinding(lambda: super(TakeoverServer, self).start_request(server_conn,
+                                                                             request_conn))
+
+
 async def serve() -> None:
     url = urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL",
                                                "http://127.0.0.1:6789"))
-    server = HTTPServer(web.Application([(r".*", StartingHandler)]))
+    server = TakeoverServer(web.Application([(r".*", StartingHandler)]))
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     app = await asyncio.to_thread(importlib.import_module, "tljh_rees.app")
     await app.run(server)
