@@ -11,6 +11,7 @@ dropping the last lines if need be.
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import os
 
@@ -99,7 +100,7 @@ class BuildLog:
             return  # the log stops at the failed write; close() writes its end
         if self.written + len(line) <= self.head_limit and not self.tail:
             start = self.written
-            if self._write(line):
+            if self._write(line) is None:
                 self.starts.append(start)
             return
         self.tail.append(line)
@@ -130,10 +131,11 @@ class BuildLog:
             self.fd = None
         self.tail.clear()
 
-    def _write(self, data: bytes) -> bool:
-        """Append ``data`` whole; or leave the file as it was and keep the error."""
+    def _write(self, data: bytes) -> OSError | None:
+        """Append ``data`` whole; or leave the file as it was, keep the first error and
+        return this one."""
         if self.fd is None:
-            return False
+            return self.error or OSError(errno.EBADF, os.strerror(errno.EBADF))
         try:
             view = memoryview(data)
             while view:  # a write may be cut short when the disk fills up
@@ -141,9 +143,9 @@ class BuildLog:
         except OSError as e:
             self.error = self.error or e
             self._cut(self.written)
-            return False
+            return e
         self.written += len(data)
-        return True
+        return None
 
     def _cut(self, size: int) -> None:
         try:
@@ -158,6 +160,7 @@ class BuildLog:
                 "message": f"[... the log stops here: it could not be written "
                            f"({self.error.strerror or self.error}) ...]\n"}
         end = (json.dumps(note) + "\n").encode() + self.last_phase
-        while not self._write(end) and self.starts and self.fd is not None:
+        while (failure := self._write(end)) is not None and self.starts \
+                and failure.errno in (errno.ENOSPC, errno.EDQUOT):
             self.written = self.starts.pop()
             self._cut(self.written)
