@@ -108,9 +108,7 @@ class SecondEngine:
 
     def load(self, image: str) -> None:
         """Copy ``image`` from the machine's engine into this one."""
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE,
-                                env={k: v for k, v in os.environ.items()
-                                     if k != "DOCKER_HOST"})
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         loaded = subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=self.env,
                                 capture_output=True, text=True)
         save.stdout.close()
