@@ -21,6 +21,7 @@ import os
 import signal
 
 import docker
+import requests
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
@@ -132,8 +133,10 @@ class ReesService(Application):
     def collaborators(self) -> dict:
         """Every part of the service, by the name handlers use for it."""
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        api = docker.APIClient(version="auto", timeout=120)  # one client: each new one
-        images = DockerImages(lambda: api)                   # asks the engine's version
+        # One client (each new one asks the engine's version), for the engine DOCKER_HOST
+        # names, as repo2docker's docker CLI and the Hub's spawner use.
+        api = docker.APIClient(version="auto", timeout=120, **docker.utils.kwargs_from_env())
+        images = DockerImages(lambda: api)
         catalog = Catalog(open_database(self.db_url), Profiles(self.profiles,
                                                                 self.default_profile))
         logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
@@ -212,7 +215,9 @@ class ReesService(Application):
         """Tell the catalog which images the engine has (one listing of the engine)."""
         try:
             sizes, tags = await asyncio.to_thread(parts["images"].present)
-        except docker.errors.DockerException as e:
+        # an engine that is down raises requests' ConnectionError, which the docker SDK
+        # does not wrap; uncaught, it ended _keep_in_step for the life of the service
+        except (docker.errors.DockerException, requests.RequestException) as e:
             self.log.warning("cannot list the engine's images: %s", e)
             return
         for name in parts["catalog"].sync(sizes, tags):

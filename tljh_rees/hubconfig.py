@@ -18,6 +18,10 @@ from .engine.docker import bridge_gateway
 from .settings import Settings
 
 SERVICE_CONFIG_ENV = "TLJH_REES_CONFIG"
+# Which Docker engine to use. JupyterHub gives a managed service only a few of its own
+# variables, so these are passed on: the service and its repo2docker then build on the
+# engine the Hub's spawner launches from.
+DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 SERVICE_ROLE = "rees-service"
 BUILDERS_ROLE = "rees-builders"
 ADMINS_ROLE = "rees-admins"
@@ -107,7 +111,8 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         "command": [python, "-m", "tljh_rees.service"],
         # The service's config travels in its environment,
         # which only root and the service can read; never on the command line.
-        "environment": {SERVICE_CONFIG_ENV: env_config},
+        "environment": {SERVICE_CONFIG_ENV: env_config,
+                        **{k: os.environ[k] for k in DOCKER_ENV if k in os.environ}},
         "oauth_no_confirm": True,
         # The service's pages act for the user: with their build/admin rights, and
         # starting and stopping their own servers (launch links, the Servers page).

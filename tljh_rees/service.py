@@ -7,7 +7,7 @@ so this loop keeps answering) the service's front page says it is starting and
 everything else answers 503. The real application then takes over the socket.
 
 Request bodies are read in full before a handler runs, so before anyone is
-authenticated: :class:`CappedHTTPServer` limits each body to what its route can use
+authenticated: :class:`ServiceServer` limits each body to what its route can use
 (tornado's default is 100 MB everywhere) and answers a larger declared one with a 413
 at once, without reading it.
 """
@@ -58,12 +58,14 @@ def body_limit(path: str, app) -> int:
     return BODY_MAX
 
 
-class _BodyCap(httputil.HTTPMessageDelegate):
-    """Sets the request's body limit from its path before any of the body is read; a
-    declared length over it gets a 413 and the connection is closed unread."""
+class RequestStart(httputil.HTTPMessageDelegate):
+    """A request, as its headers arrive: its body capped for its route (a declared length
+    over the cap gets a 413 and the connection is closed unread), then handed to the
+    server's application of that moment."""
 
-    def __init__(self, delegate, request_conn, server: CappedHTTPServer):
-        self.delegate, self.conn, self.server = delegate, request_conn, server
+    def __init__(self, server: "ServiceServer", server_conn, request_conn):
+        self.server, self.server_conn, self.conn = server, server_conn, request_conn
+        self.delegate: httputil.HTTPMessageDelegate | None = None
 
     def headers_received(self, start_line, headers):
         self.path = urllib.parse.urlsplit(start_line.path).path
@@ -75,6 +77,7 @@ class _BodyCap(httputil.HTTPMessageDelegate):
             length = 0  # tornado refuses it itself
         if length > limit:
             return self._refuse(length, limit)
+        self.delegate = HTTPServer.start_request(self.server, self.server_conn, self.conn)
         return self.delegate.headers_received(start_line, headers)
 
     def _refuse(self, length: int, limit: int) -> None:
@@ -95,22 +98,30 @@ class _BodyCap(httputil.HTTPMessageDelegate):
         self.delegate.finish()
 
     def on_connection_close(self):
-        self.delegate.on_connection_close()
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
 
 
-class CappedHTTPServer(HTTPServer):
-    """An HTTPServer whose request bodies are capped per route (see :func:`body_limit`),
-    whichever application answers (the starting one, then the service's)."""
+class ServiceServer(HTTPServer):
+    """An HTTPServer whose ``request_callback`` may be replaced while it serves, with
+    request bodies capped per route (see :func:`body_limit`).
+
+    Tornado picks the handler of a connection's next request as soon as the previous one
+    ends, so after a plain swap the connections the Hub's proxy keeps open from the
+    starting phase went on answering 503 "starting" (seen after restarts of the service,
+    whenever the proxy used several connections at once): each request is bound when its
+    headers arrive instead.
+    """
 
     def start_request(self, server_conn, request_conn):
-        return _BodyCap(super().start_request(server_conn, request_conn), request_conn, self)
+        return RequestStart(self, server_conn, request_conn)
 
 
 async def serve() -> None:
     url = urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL",
                                                "http://127.0.0.1:6789"))
-    server = CappedHTTPServer(web.Application([(r".*", StartingHandler)]),
-                              max_body_size=BODY_MAX)
+    server = ServiceServer(web.Application([(r".*", StartingHandler)]),
+                           max_body_size=BODY_MAX)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     app = await asyncio.to_thread(importlib.import_module, "tljh_rees.app")
     await app.run(server)

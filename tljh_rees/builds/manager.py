@@ -11,6 +11,7 @@ name after a delete.
 from __future__ import annotations
 
 import asyncio
+import errno
 import shutil
 import tempfile
 import uuid
@@ -34,6 +35,19 @@ from .pipeline import Built, fetch_and_build
 from .repo2docker import stop_process_group
 from .request import BuildRequest
 from .sources import GitSource
+
+ENGINE_DOWN = ("the Docker engine stopped answering during the build (was it stopped or "
+               "restarted?); build again once it is back (the log shows the builder's own "
+               "message)")
+ENGINE_PING_SECONDS = 5
+
+
+def log_failure(error: OSError) -> str:
+    """Why a build whose log cannot be written was stopped, for the person who asked."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ("stopped: no space left on the server for the build log; ask an "
+                "administrator to free some, then build again")
+    return f"stopped: the build log could not be written ({error.strerror or error})"
 
 
 @dataclass
@@ -254,6 +268,8 @@ class BuildManager(LoggingConfigurable):
 
         def line(text: str) -> None:
             events.line(source.redact(text))
+            if events.log.error is not None:  # e.g. the disk is full: stop the builder
+                raise BuildFailed(log_failure(events.log.error))
 
         def keep(proc) -> None:
             active.process = proc
@@ -263,7 +279,10 @@ class BuildManager(LoggingConfigurable):
         events.phase("running", "fetching the repository")
         workdir = tempfile.mkdtemp(prefix="rees-build-")
         status, error, built = "failed", "", None
+        engine_suspect = False  # a failure the engine going away would also explain
         try:
+            if events.log.error is not None:  # already when it was queued
+                raise BuildFailed(log_failure(events.log.error))
             built = await asyncio.wait_for(fetch_and_build(
                 source, active.commit or request.ref, workdir, self.builder, self.images,
                 image_for=lambda commit: image_tag(request.name, commit),
@@ -275,22 +294,43 @@ class BuildManager(LoggingConfigurable):
             status = "built"
         except asyncio.TimeoutError:
             error = f"the build took longer than {self.timeout}s and was stopped"
-        except (GitError, BuildFailed) as e:
+        except GitError as e:
             error = source.redact(str(e))
+        except BuildFailed as e:
+            error, engine_suspect = source.redact(str(e)), events.log.error is None
         except asyncio.CancelledError:
             if self.stopping:
                 raise  # the record stays 'running': the next start re-queues it
         except Exception as e:
             self.log.exception("build %s failed", active.build_id)
             error = f"internal error: {source.redact(str(e))}"
+            engine_suspect = True
         finally:
             if active.process is not None and active.process.returncode is None:
                 stop_process_group(active.process)
             shutil.rmtree(workdir, ignore_errors=True)
             self.processes.forget(active.build_id)
+        if engine_suspect and not active.cancelled and await self._engine_down():
+            # repo2docker's own words here are its docker command line and an exit code
+            self.log.warning("build %s failed with the engine down: %s", active.build_id,
+                             error)
+            error = ENGINE_DOWN
         if active.cancelled:
             status, error, built = "cancelled", "cancelled", None
         await self._finish(active, status, error, built)
+
+    async def _engine_down(self) -> bool:
+        """Whether the engine fails to answer now. A cancel arriving meanwhile makes the
+        build end as cancelled (False here); a service stopping leaves it to be re-queued."""
+        try:
+            return not await asyncio.wait_for(asyncio.to_thread(self.images.reachable),
+                                              ENGINE_PING_SECONDS)
+        except asyncio.TimeoutError:
+            return True
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise
+            return False
 
     def _current_image(self, environment_id: int, commit: str) -> str | None:
         """The environment's own image, when it is of ``commit`` (a rebuild of the same

@@ -80,6 +80,10 @@ class Images:
         """Names of the containers running from ``environment``."""
         raise NotImplementedError
 
+    def reachable(self) -> bool:
+        """Whether the engine answers now (a failed build may have been its doing)."""
+        return True
+
 
 class DockerImages(Images):
     def __init__(self, api: Callable):
@@ -123,3 +127,10 @@ class DockerImages(Images):
         containers = self.api().containers(
             filters={"label": f"{SERVER_ENVIRONMENT_LABEL}={environment}"})
         return [c["Names"][0].lstrip("/") for c in containers]
+
+    def reachable(self) -> bool:
+        try:
+            self.api().ping()
+            return True
+        except Exception:  # the docker SDK's errors and requests' (connection refused)
+            return False

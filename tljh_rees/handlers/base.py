@@ -34,6 +34,10 @@ def error_message(status_code: int, exc) -> str:
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    # RequestHandler has no logger of its own; without this, ``self.log`` (the health
+    # check with the engine down, ``log_exception`` for every 4xx) raised AttributeError.
+    log = app_log
+
     # -- the service's parts ------------------------------------------------------------
 
     @property
