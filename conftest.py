@@ -41,7 +41,19 @@ def git_host(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def hub(base_image, tmp_path_factory, git_host):
+def zenodo():
+    """A stand-in of Zenodo and of the DOI resolver on 127.0.0.1 (tests.archive_fakes)."""
+    from tests.archive_fakes import DoiResolver, FakeZenodo
+
+    resolver = DoiResolver()
+    archive = FakeZenodo(resolver)
+    yield archive
+    archive.close()
+    resolver.close()
+
+
+@pytest.fixture(scope="session")
+def hub(base_image, tmp_path_factory, git_host, zenodo):
     """One demo Hub for the session (volumes are per test run, so runs don't share files)."""
     run_id = uuid.uuid4().hex[:6]
     state_dir = str(tmp_path_factory.mktemp("hub"))
@@ -50,7 +62,11 @@ def hub(base_image, tmp_path_factory, git_host):
     datasets.chmod(0o755)  # readable by the servers' user, as an admin's dataset would be
     with open(os.path.join(state_dir, "rees_config.py"), "w") as f:  # the admin's own file
         f.write("c.ReesService.engine_sync_interval = 2\n"
-                "c.ReesService.event_keepalive = 1\n")
+                "c.ReesService.event_keepalive = 1\n"
+                # the Zenodo stand-in: on loopback, which archives may not be by default
+                f"c.ArchiveProvider.doi_resolver_url = {zenodo.doi.url!r}\n"
+                f"c.ZenodoProvider.base_url = {zenodo.url!r}\n"
+                "c.ArchiveProvider.public_addresses_only = False\n")
     proc, running = start_demo_hub(state_dir, {
         "data_mounts": {"datasets": {"source": str(datasets), "target": "/data/datasets",
                                      "readonly": True}},

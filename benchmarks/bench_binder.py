@@ -69,7 +69,7 @@ def main() -> None:
             spec = "gh/bench/demo/HEAD"
             _, _, built = stream(hub, spec + "?build_only=true")
             name = next(e for e in hub.rees("GET", "environments",
-                                            params={"q": "binder-gh-bench"})
+                                            params={"q": "binder.gh-bench"})
                         .json()["environments"])["name"]
             check, link, plain = [], [], []
             for _ in range(args.runs):

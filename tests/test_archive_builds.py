@@ -62,7 +62,6 @@ async def test_an_archive_record_builds_into_an_image(base_image, tmp_path, link
     try:
         resolved = await link(base_image, servers)
         lines: list[str] = []
-        resolved.source.on_line = lines.append
         built = await fetch_and_build(
             resolved.source, resolved.version, str(tmp_path), Repo2DockerBuilder(), images,
             image_for=lambda version: f"{tag}:{version}",  # the whole version (see below)

@@ -70,7 +70,7 @@ def test_a_link_builds_launches_and_answers_as_binderhub_does(hub, published):
     spec = f"{published['org']}/demo/HEAD"
     found = events(hub, f"build/gh/{spec}")
     phases = [e["phase"] for e in found]
-    assert phases[0] == "waiting" and phases[-1] == "ready", phases
+    assert phases[0] == "waiting" and phases[-1] == "ready", found[-1]
     assert phases.index("built") < phases.index("launching") < len(phases) - 1
     built = next(e for e in found if e["phase"] == "built")
     ready = found[-1]
@@ -211,5 +211,24 @@ def test_binderhubs_own_client_reaches_a_running_server(hub, published):
     r = requests.get(f"{ready['url']}api/contents/index.ipynb",
                      params={"token": ready["token"]}, timeout=30)
     assert r.status_code == 200 and r.json()["type"] == "notebook"
+    name = ready["url"].rstrip("/").rsplit("/", 1)[1]
+    hub.request("DELETE", f"/hub/api/users/admin/servers/{name}", json={"remove": True})
+
+
+def test_a_zenodo_link_builds_and_launches_the_records_files(hub, zenodo, base_image):
+    """An archive link through the service: the DOI resolved (on stand-ins of doi.org and
+    Zenodo), the record fetched into the build, and its files in the launched server."""
+    record = str(300000 + uuid.uuid4().int % 100000)
+    zenodo.publish(record, {
+        "Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n".encode(),
+        "data/survey.csv": b"site,count\nnorth,12\n"})
+    found = events(hub, f"build/zenodo/10.5281/zenodo.{record}")
+    assert found[-1]["phase"] == "ready", found[-1]
+    assert any("Zenodo" in (e.get("message") or "") for e in found)  # the fetch's own lines
+    ready = found[-1]
+    assert ready["binder_persistent_request"] == f"v2/zenodo/10.5281/zenodo.{record}"
+    r = requests.get(f"{ready['url']}api/contents/data/survey.csv", timeout=30,
+                     params={"token": ready["token"]})
+    assert r.status_code == 200 and "north,12" in r.json()["content"]
     name = ready["url"].rstrip("/").rsplit("/", 1)[1]
     hub.request("DELETE", f"/hub/api/users/admin/servers/{name}", json={"remove": True})

@@ -8,6 +8,7 @@ starts the server, so nothing here can launch what the user may not.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 
 from jupyterhub.utils import url_path_join
@@ -16,7 +17,23 @@ from .catalog import Catalog, Viewer
 from .errors import Conflict, Forbidden, InputError, NotFound
 from .hubapi import HubAPI
 
-SERVER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# A server name JupyterHub 6 accepts (a "safe slug"), and so 5 too: 1 to 30 lowercase
+# letters, digits and single hyphens, starting with a letter, ending with a letter or digit.
+SERVER_NAME_RE = re.compile(r"^[a-z](?:-?[a-z0-9]){0,29}$")
+SERVER_NAME_MAX = 30
+
+
+def server_name_for(environment: str) -> str:
+    """The default server name of an environment: its name where JupyterHub takes it,
+    else a slug of it (cut to length, with a hash of the whole so that two environments
+    never share one)."""
+    if SERVER_NAME_RE.match(environment):
+        return environment
+    slug = re.sub(r"[^a-z0-9]+", "-", environment.lower()).strip("-")
+    if not slug[:1].isalpha():
+        slug = "env-" + slug
+    digest = hashlib.sha256(environment.encode()).hexdigest()[:6]
+    return f"{slug[:SERVER_NAME_MAX - 7].rstrip('-')}-{digest}"
 VISIBLE_WAIT = 10  # seconds a launch waits for the Hub to show the server as pending
 
 
@@ -64,10 +81,10 @@ class Launcher:
         Returns its model and whether it was started now."""
         self._require_servers(viewer)
         plan = self.catalog.launch_plan(viewer, environment, profile or None)
-        server_name = server_name or plan.environment
+        server_name = server_name or server_name_for(plan.environment)
         if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
-            raise InputError("server_name", "expected lowercase letters, digits, '.', '_' or "
-                                            "'-' (at most 63)")
+            raise InputError("server_name", "expected 1 to 30 lowercase letters, digits and "
+                                            "single '-', starting with a letter")
         existing = (await self.servers(viewer)).get(server_name)
         if existing:
             running = (existing.get("user_options") or {}).get("environment")

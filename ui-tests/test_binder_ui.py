@@ -29,7 +29,7 @@ def test_a_binder_link_opens_the_notebook_in_jupyterlab(page, hub, login, shot, 
     page.goto(f"{hub.service_url}/v2/gh/v2-{run}/demo/HEAD?labpath=analysis.ipynb")
     expect(page.locator("#binder-log")).to_contain_text("checked out", timeout=START_TIMEOUT)
     shot(page, "binder-link-building")
-    page.wait_for_url(re.compile(rf"/user/{user}/binder-gh-v2-{run}-demo-[0-9a-f]+/doc/tree/"
+    page.wait_for_url(re.compile(rf"/user/{user}/binder-gh-[a-z0-9-]+/doc/tree/"
                                  r"analysis\.ipynb"), timeout=START_TIMEOUT)
     expect(page.locator(".jp-NotebookPanel")).to_contain_text(f"Linked {run}",
                                                                timeout=START_TIMEOUT)

@@ -103,9 +103,10 @@ def files_in(folder) -> dict[str, bytes]:
     return found
 
 
-async def fetch(resolved, tmp_path) -> dict[str, bytes]:
+async def fetch(resolved, tmp_path, on_line=lambda line: None) -> dict[str, bytes]:
     dest = tmp_path / "repo"
-    assert await resolved.source.fetch(resolved.version, str(dest)) == resolved.version
+    assert await resolved.source.fetch(resolved.version, str(dest), on_line) == \
+        resolved.version
     return files_in(dest)
 
 
@@ -257,9 +258,8 @@ async def test_zenodo_fetch_gives_the_records_files(zenodo, doi, tmp_path):
     zenodo.publish("101", {"Dockerfile": b"FROM base\n", "src/analysis.py": b"print(1)\n"})
     resolved = await zenodo_provider(zenodo, doi).resolve("10.5281/zenodo.101")
     lines = []
-    resolved.source.on_line = lines.append
-    assert await fetch(resolved, tmp_path) == {"Dockerfile": b"FROM base\n",
-                                               "src/analysis.py": b"print(1)\n"}
+    assert await fetch(resolved, tmp_path, lines.append) == {
+        "Dockerfile": b"FROM base\n", "src/analysis.py": b"print(1)\n"}
     assert any("Fetching Zenodo record 101" in line for line in lines)  # repo2docker's own
 
 
@@ -621,9 +621,8 @@ async def test_hydroshare_fetch_waits_for_the_bag_and_keeps_its_contents(hydrosh
     hydroshare.preparing = 2
     resolved = await hydroshare_provider(hydroshare).resolve(ID)
     lines = []
-    resolved.source.on_line = lines.append
-    assert await fetch(resolved, tmp_path) == {"Dockerfile": b"FROM base\n",
-                                               "notebooks/a.ipynb": b"{}"}
+    assert await fetch(resolved, tmp_path, lines.append) == {"Dockerfile": b"FROM base\n",
+                                                             "notebooks/a.ipynb": b"{}"}
     assert sum("being prepared" in line for line in lines) == 2
     assert hydroshare.preparing == 0
 
@@ -785,8 +784,9 @@ async def test_a_cancelled_fetch_stops_its_thread(zenodo, doi, tmp_path):
     resolved = await zenodo_provider(zenodo, doi).resolve("10.5281/zenodo.101")
     zenodo.pace = 0.05  # 100 chunks: 5 s
     downloading = asyncio.Event()
-    resolved.source.on_line = lambda line: "Downloading" in line and downloading.set()
-    task = asyncio.create_task(resolved.source.fetch(resolved.version, str(tmp_path / "repo")))
+    task = asyncio.create_task(resolved.source.fetch(
+        resolved.version, str(tmp_path / "repo"),
+        lambda line: "Downloading" in line and downloading.set()))
     await downloading.wait()
     await asyncio.sleep(0.2)
     assert os.listdir(tmp_path / "repo")  # under way

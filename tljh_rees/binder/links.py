@@ -28,13 +28,14 @@ SITE = Viewer("", builder=True)
 
 
 def environment_name(resolved: Resolved) -> str:
-    """``binder-<provider>-<slug>-<version>``, cut to an image name's length with a hash
+    """``binder.<provider>-<slug>-<version>``, cut to an image name's length with a hash
     of the whole so that different repositories never share a name."""
     version = short_version(resolved.version)
     slug = re.sub(r"[^a-z0-9]+", "-", resolved.slug.lower()).strip("-") or "repo"
     name = f"{SITE_PREFIX}{resolved.provider}-{slug}-{version}"
     if len(name) > NAME_MAX:
-        digest = hashlib.sha256(f"{resolved.provider}/{resolved.repo_url}".encode())
+        digest = hashlib.sha256(f"{resolved.provider}/{resolved.repo_url}/{resolved.slug}"
+                                .encode())
         keep = NAME_MAX - len(SITE_PREFIX) - len(resolved.provider) - len(version) - 10
         name = f"{SITE_PREFIX}{resolved.provider}-{slug[:keep].strip('-')}-" \
                f"{digest.hexdigest()[:6]}-{version}"

@@ -19,8 +19,8 @@ LOCAL_SCHEMES = ("file",)
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 NAME_MAX = 63
 # Environments made from Binder links are named so (see binder/links.py); no request may
-# take such a name first.
-SITE_PREFIX = "binder-"
+# take such a name first. (Names made from repositories never hold a '.'.)
+SITE_PREFIX = "binder."
 REF_MAX = 255
 # repo2docker writes the URL and ref into its Dockerfile as LABEL key="value" lines, where
 # these would end the value or escape out of it.
@@ -131,8 +131,6 @@ def default_name(repo: str) -> str:
     name = "-".join(parts).lower()
     name = re.sub(r"\.git$", "", name)
     name = re.sub(r"[^a-z0-9]+", "-", name).strip("-")
-    if name.startswith(SITE_PREFIX):
-        name = "env-" + name
     return name[:NAME_MAX].strip("-") or "environment"
 
 

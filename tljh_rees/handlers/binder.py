@@ -153,18 +153,19 @@ class BuildStreamHandler(CrossOriginMixin, BinderMixin, BaseHandler):
     async def _launch(self, resolved, name: str, image: str) -> None:
         user = self.user_name
         await self.emit({"phase": "launching", "message": "Launching server...\n"})
-        app, _ = await self.settings["launcher"].launch(self.viewer, name, server_name=name)
+        app, _ = await self.settings["launcher"].launch(self.viewer, name)
+        server = app["id"]
         if not app["ready"]:
-            async for event in self.settings["hub"].progress(user, name):
+            async for event in self.settings["hub"].progress(user, server):
                 if event.get("failed"):
                     raise ReesError(event.get("message") or "the server did not start",
                                     status=500)
                 await self.emit({"phase": "launching",
                                  "message": (event.get("message") or "").rstrip() + "\n"})
         token = await self.settings["hub"].server_token(
-            user, name, note=f"Binder link {resolved.provider}/{resolved.spec}")
+            user, server, note=f"Binder link {resolved.provider}/{resolved.spec}")
         host = f"{self.request.protocol}://{self.request.host}{self.urls.base_url}"
-        url = f"{host.rstrip('/')}/user/{urllib.parse.quote(user, safe='@~')}/{name}/"
+        url = f"{host.rstrip('/')}/user/{urllib.parse.quote(user, safe='@~')}/{server}/"
         await self.emit({
             "phase": "ready", "message": f"server running at {url}\n", "image": image,
             "repo_url": resolved.repo_url, "token": token,

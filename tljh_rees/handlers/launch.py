@@ -13,7 +13,7 @@ import urllib.parse
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ..launcher import Launcher
+from ..launcher import Launcher, server_name_for
 from .base import APIHandler, InputError
 from .pages import PageHandler
 
@@ -70,10 +70,11 @@ class LaunchHandler(LaunchMixin, PageHandler):
         profile = self.get_argument("profile", "")
         plan = self.catalog.launch_plan(self.viewer, environment, profile or None)
         urlpath = check_urlpath(self.get_argument("urlpath", ""))
-        running = (await self.launcher.servers(self.viewer)).get(plan.environment)
+        server = server_name_for(plan.environment)
+        running = (await self.launcher.servers(self.viewer)).get(server)
         if running and running.get("ready") and \
                 (running.get("user_options") or {}).get("environment") == plan.environment:
-            self.redirect(self._server_url(plan.environment, urlpath))  # starts nothing
+            self.redirect(self._server_url(server, urlpath))  # starts nothing
             return
         env = self.catalog.get(self.viewer, plan.environment)
         self.render_page("launch.html", environment=env, urlpath=urlpath,
