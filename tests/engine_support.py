@@ -18,6 +18,8 @@ import tempfile
 import time
 import uuid
 
+from tests.export_support import write_context
+
 
 def _mounts_under(path: str) -> list[str]:
     """Mount points at or below ``path``, deepest first."""
@@ -116,14 +118,7 @@ class SecondEngine:
 
     def build(self, tag: str, dockerfile: str, files: dict[str, bytes]) -> str:
         with tempfile.TemporaryDirectory() as ctx:
-            for name, data in files.items():
-                path = os.path.join(ctx, name.lstrip("/"))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as f:
-                    f.write(data)
-                os.chmod(path, 0o755)
-            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-                f.write(dockerfile)
+            write_context(ctx, dockerfile, files)
             self.docker("build", "-q", "-t", tag, ctx)
         return tag
 

@@ -33,6 +33,18 @@ def _shell_files() -> list[str]:
     return [w for w in out.split() if w.startswith("/")]
 
 
+def write_context(ctx: str, dockerfile: str, files: dict[str, bytes]) -> None:
+    """A build context: ``files`` (executable, at their paths) and the ``Dockerfile``."""
+    for name, data in files.items():
+        path = os.path.join(ctx, name.lstrip("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o755)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(dockerfile)
+
+
 def build_image(tag_prefix: str, dockerfile: str, files: dict[str, bytes]) -> str:
     """``docker build`` a context of ``files`` + ``Dockerfile``; tag by content."""
     digest = hashlib.sha256(dockerfile.encode())
@@ -42,14 +54,7 @@ def build_image(tag_prefix: str, dockerfile: str, files: dict[str, bytes]) -> st
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
         return tag
     with tempfile.TemporaryDirectory() as ctx:
-        for name, data in files.items():
-            path = os.path.join(ctx, name.lstrip("/"))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-            os.chmod(path, 0o755)
-        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-            f.write(dockerfile)
+        write_context(ctx, dockerfile, files)
         subprocess.run(["docker", "build", "-q", "-t", tag, ctx], check=True,
                        capture_output=True)
     return tag
