@@ -48,3 +48,29 @@ def test_late_listener_gets_replay_then_live_events_then_the_end(tmp_path):
         return [e async for batch in stream(store, "b2", None, after=2) for e in batch]
 
     assert [e["id"] for e in asyncio.run(resume())] == [3, 4]
+
+
+def test_a_listener_that_stops_reading_holds_a_bounded_queue_and_misses_nothing(tmp_path):
+    """A stalled client: its queue stops growing at the bound; when it reads again, the
+    stream catches up from the log file, in order, to the final phase."""
+    from tljh_rees.builds.events import LISTENER_QUEUE
+
+    store = LogStore(directory=str(tmp_path), max_bytes=10_000_000)
+
+    async def scenario():
+        events = BuildEvents(store.open("b3"))
+        events.phase("running")
+        batches = stream(store, "b3", events).__aiter__()
+        first = await batches.__anext__()  # subscribed; now it stops reading
+        for i in range(LISTENER_QUEUE * 5):
+            events.line(f"line {i}\n")
+        (listener,) = events.listeners
+        assert listener.queue.qsize() <= LISTENER_QUEUE  # bounded while nobody reads
+        events.phase("built", "done")
+        rest = [e async for batch in batches for e in batch]
+        return first + rest
+
+    received = asyncio.run(scenario())
+    ids = [e["id"] for e in received]
+    assert ids == list(range(1, LISTENER_QUEUE * 5 + 3))  # every event once, in order
+    assert received[-1]["phase"] == "built"
