@@ -113,7 +113,9 @@ class BinderLinks(LoggingConfigurable):
         provider = self.enabled[resolved.provider]
         return await self.builds.submit(BuildRequest(
             source=resolved.source, ref=resolved.version, name=name, requester=SITE,
-            public=True, display_name=f"{provider.display_name}: {resolved.spec}"[:200],
+            public=True,
+            display_name=f"{provider.display_name}: {resolved.repo_url} @ "
+                         f"{short_version(resolved.version)}"[:200],
             description=f"Made from the Binder link {provider.id}/{resolved.spec}"))
 
 

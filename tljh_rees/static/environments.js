@@ -105,7 +105,7 @@
   }
 
   function row(env) {
-    const name = el("td", { "data-label": "Name" },
+    const name = el("td", { "data-label": "Name", class: "text-break" },
       el("div", {},
         el("strong", {}, env.display_name),
         env.public ? null : el("span", { class: "badge text-bg-secondary ms-1" }, "private")),
