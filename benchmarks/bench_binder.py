@@ -78,12 +78,12 @@ def main() -> None:
                 _, _, ready = stream(hub, spec)
                 answers(ready["url"], {"Authorization": f"token {ready['token']}"})
                 link.append(time.perf_counter() - t)
-                stop(hub, name)
+                stop(hub, ready["url"].rstrip("/").rsplit("/", 1)[1])
                 t = time.perf_counter()
                 app = hub.rees("POST", "applications", json={"environment": name}).json()
                 answers(f"{hub.url}{app['location']}", {"Authorization": f"token {hub.token}"})
                 plain.append(time.perf_counter() - t)
-                stop(hub, name)
+                stop(hub, app["id"])
     med = statistics.median
     print(f"\nbench_binder: {args.runs} interleaved runs, medians\n")
     table([

@@ -39,8 +39,8 @@ def hub_api_port(hub) -> int:
     import re
 
     with open(f"{hub.state_dir}/jupyterhub_config.py") as f:
-        args = re.search(r"demo_config\(c, .*\)", f.read()).group(0)
-    return int(args.rstrip(")").split(",")[4])
+        args = re.search(r"demo_config\(c, ([^)]*)\)", f.read(), re.S).group(1)
+    return int(args.split(",")[3])  # state_dir, ip, port, hub_port, …
 
 
 def singleuser_floor_once(image: str, hub) -> float:

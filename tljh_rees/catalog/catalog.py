@@ -105,7 +105,7 @@ class Catalog:
     # -- reading --------------------------------------------------------------------------
 
     def _query(self, viewer: Viewer, search: str = "", owner: str = "",
-               public_only: bool = False, launchable_only: bool = False):
+               public_only: bool = False, launchable_only: bool = False, repo: str = ""):
         query = select(Environment).where(visible_to(viewer))
         if public_only:
             query = query.where(Environment.public.is_(True))
@@ -114,6 +114,8 @@ class Catalog:
                                 Environment.image_present.is_(True))
         if owner:
             query = query.where(Environment.owner == owner)
+        if repo:
+            query = query.where(Environment.repo == repo)
         fields = (Environment.name, Environment.display_name, Environment.description,
                   Environment.repo, Environment.owner)
         for word in search.lower().split():  # every word, in any field
@@ -123,12 +125,12 @@ class Catalog:
 
     def page(self, viewer: Viewer, search: str = "", owner: str = "", offset: int = 0,
              limit: int = 50, public_only: bool = False,
-             launchable_only: bool = False) -> Page:
+             launchable_only: bool = False, repo: str = "") -> Page:
         """Environments ``viewer`` may see, by name, with their last builds: one query
         for the page and one for the count, however many environments there are."""
         offset = min(max(0, int(offset)), MAX_OFFSET)  # past it, SQLite's integers overflow
         limit = max(1, min(int(limit), MAX_PAGE))
-        query = self._query(viewer, search, owner, public_only, launchable_only)
+        query = self._query(viewer, search, owner, public_only, launchable_only, repo)
         with self.session() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery()))
             rows = db.execute(

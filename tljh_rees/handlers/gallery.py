@@ -82,9 +82,21 @@ class GalleryMixin:
     def matching(self) -> list[GalleryEntry]:
         filters = self.filters()
         entries = [self.listed(env) for env in self.environments()]
-        return sorted((e for e in entries if e.matches(filters["q"], filters["repo"],
-                                                        filters["package"])),
-                      key=lambda e: (e.display_name.lower(), e.env.name))
+        return [e for e in entries if e.matches(filters["q"], filters["repo"],
+                                                filters["package"])]
+
+    def page_of_entries(self, offset: int, limit: int) -> tuple[list[GalleryEntry], int]:
+        """A page of the matching entries (by name) and how many match. Words and
+        packages are searched in every entry's index; without them, the catalog pages
+        (so a page costs the same however many environments there are)."""
+        filters = self.filters()
+        if filters["q"] or filters["package"]:
+            entries = self.matching()
+            return entries[offset:offset + limit], len(entries)
+        page = self.catalog.page(self.viewer, repo=filters["repo"], offset=offset,
+                                 limit=limit, launchable_only=True,
+                                 public_only=self.settings["gallery_show"] == "public")
+        return [self.listed(env) for env, _ in page.items], page.total
 
     async def find(self, name: str) -> GalleryEntry:
         env = next((e for e in self.environments() if e.name == name), None)
@@ -269,12 +281,11 @@ class GalleryAPI(GalleryMixin, APIHandler):
 
     @web.authenticated
     def get(self):
-        entries = self.matching()
         offset = max(0, self.int_argument("offset", 0))
         limit = max(1, min(self.int_argument("limit", 50), 200))
-        self.write_json({"environments": [self.describe(e)
-                                          for e in entries[offset:offset + limit]],
-                         "total": len(entries), "offset": offset, "limit": limit})
+        entries, total = self.page_of_entries(offset, limit)
+        self.write_json({"environments": [self.describe(e) for e in entries],
+                         "total": total, "offset": offset, "limit": limit})
 
 
 class GalleryEnvironmentAPI(GalleryMixin, APIHandler):
