@@ -239,13 +239,6 @@ def _absolute_path(value) -> str:
     return path
 
 
-def _name(value) -> str:
-    text = _string(value)
-    if not _NAME_RE.match(text):
-        raise ValueError(value)
-    return text
-
-
 def _users(value) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]

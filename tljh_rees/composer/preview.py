@@ -77,10 +77,6 @@ class Previewer(LoggingConfigurable):
         finally:
             self._slots.release()
 
-    async def preview_dir(self, directory: str) -> dict:
-        async with self._turn():
-            return await self._detect(directory)
-
     async def _detect(self, directory: str) -> dict:
         cmd = [*self.detect_command, directory,
                "--user-name", self.user_name, "--user-id", str(self.user_id)]

@@ -183,7 +183,7 @@ def _docker_api():
     from ..engine.docker import client
 
     client(timeout=10)  # a clear error when the engine is down
-    return docker.APIClient(version="auto", timeout=600)
+    return docker.APIClient(version="auto", timeout=600, **docker.utils.kwargs_from_env())
 
 
 def cmd_build(args) -> int:

@@ -55,11 +55,6 @@ class ImageInfo:
             repo_digests=tuple(data.get("RepoDigests") or ()),
         )
 
-    @property
-    def digest_hex(self) -> str:
-        """The image id without its algorithm, for file names and cache keys."""
-        return self.id.split(":", 1)[-1]
-
 
 def inspect_image(api: docker.APIClient, reference: str) -> ImageInfo:
     try:
