@@ -281,3 +281,24 @@ class CommandLineWatcher:
         self.running = False
         self.thread.join()
         return self.found
+
+
+def server_container(hub: Hub, user: str, server: str):
+    """The container of a user's server, found by the labels the spawner gives it."""
+    import docker
+
+    found = docker.from_env().containers.list(filters={"label": [
+        f"org.tljh-rees.user={user}", f"org.tljh-rees.server-name={server}"]})
+    found = [c for c in found if c.name.startswith(hub.container_prefix())]
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
+
+
+def stop_server(hub: Hub, user: str, server: str, token: str | None = None,
+                timeout: float = 60) -> None:
+    """Stop a user's server and wait until the Hub no longer lists it."""
+    hub.request("DELETE", f"/hub/api/users/{user}/servers/{server}", token=token)
+    deadline = time.monotonic() + timeout
+    while server in hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"]:
+        assert time.monotonic() < deadline, f"{user}/{server} did not stop"
+        time.sleep(0.5)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from tests.helpers import dockerfile_repo, wait_build
+from tests.helpers import dockerfile_repo, server_container, wait_build
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -100,10 +100,7 @@ def test_a_link_builds_launches_and_answers_as_binderhub_does(hub, published):
     assert scopes == {f"access:servers!server={server}"}
 
     # pages on the allowed site may drive its kernels (rees.binder.cors_allow_origin)
-    import docker
-
-    container = docker.from_env().containers.list(filters={"label": [
-        "org.tljh-rees.user=admin", f"org.tljh-rees.server-name={server.split('/')[1]}"]})[0]
+    container = server_container(hub, "admin", server.split("/")[1])
     assert "--ServerApp.allow_origin=https://docs.example.org" in container.attrs["Args"]
     assert "JUPYTERHUB_ALLOW_TOKEN_IN_URL=1" in container.attrs["Config"]["Env"]
 

@@ -7,8 +7,7 @@ import time
 
 import docker
 
-from tests.helpers import dockerfile_repo, wait_ready
-from tests.helpers import wait_build
+from tests.helpers import dockerfile_repo, server_container, wait_build, wait_ready
 
 
 def build(hub, repo, name, token=None, **fields):
@@ -17,15 +16,6 @@ def build(hub, repo, name, token=None, **fields):
     done = wait_build(hub, r.json()["id"], token=token)
     assert done["status"] == "built", done
     return done
-
-
-def server_container(hub, user, server):
-    """The container of a user's server, found by the labels the spawner gives it."""
-    found = docker.from_env().containers.list(filters={"label": [
-        f"org.tljh-rees.user={user}", f"org.tljh-rees.server-name={server}"]})
-    found = [c for c in found if c.name.startswith(hub.container_prefix())]
-    assert len(found) == 1, [c.name for c in found]
-    return found[0]
 
 
 def test_labels_and_onbuild_in_a_builders_image_cannot_take_a_name(hub, unique, git_repo,

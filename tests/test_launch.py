@@ -6,8 +6,8 @@ import urllib.parse
 import docker
 import pytest
 
-from tests.helpers import dockerfile_repo, wait_ready
-from tests.helpers import wait_build
+from tests.helpers import (dockerfile_repo, server_container, stop_server, wait_build,
+                           wait_ready)
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +31,6 @@ def contents(hub, user, server, path, token, method="GET", **kwargs):
                        **kwargs)
 
 
-def server_container(user, server):
-    (container,) = docker.from_env().containers.list(filters={"label": [
-        f"org.tljh-rees.user={user}", f"org.tljh-rees.server-name={server}"]})
-    return container
-
-
-def stop(hub, user, server, token):
-    hub.request("DELETE", f"/hub/api/users/{user}/servers/{server}", token=token)
-    deadline = time.monotonic() + 60
-    while server in hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"]:
-        assert time.monotonic() < deadline, "server did not stop"
-        time.sleep(0.5)
-
-
 def test_launch_with_limits_storage_and_two_environments(hub, environments, unique):
     alpha, beta = environments
     user = unique("carol")
@@ -58,10 +44,13 @@ def test_launch_with_limits_storage_and_two_environments(hub, environments, uniq
     assert hub.request("GET", f"/user/{user}/{alpha}/api/status", token=token).status_code == 200
 
     # the profile's limits are Docker's limits
-    container = server_container(user, alpha)
+    container = server_container(hub, user, alpha)
     host = container.attrs["HostConfig"]
     assert host["Memory"] == 1024**3
     assert host["CpuQuota"] == 100_000 and host["CpuPeriod"] == 100_000
+    # what servers of Binder links get (tests/test_binder.py), others do not
+    assert not any("allow_origin" in arg for arg in container.attrs["Args"])
+    assert "JUPYTERHUB_ALLOW_TOKEN_IN_URL=1" not in container.attrs["Config"]["Env"]
 
     # the admin's dataset is mounted read-only
     code, out = container.exec_run("cat /data/datasets/survey.csv")
@@ -86,12 +75,12 @@ def test_launch_with_limits_storage_and_two_environments(hub, environments, uniq
 
     # stop and start again: the file is still there
     assert hub.rees("DELETE", f"applications/{alpha}", token=token).status_code == 202
-    stop(hub, user, alpha, token)
+    stop_server(hub, user, alpha, token)
     hub.rees("POST", "applications", token=token, json={"environment": alpha})
     wait_ready(hub, user, alpha, token=token)
     assert contents(hub, user, alpha, "work/notes.txt", token).json()["content"] == "kept"
     for server in (alpha, beta):
-        stop(hub, user, server, token)
+        stop_server(hub, user, server, token)
 
 
 @pytest.mark.parametrize("options", [

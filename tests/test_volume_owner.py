@@ -9,11 +9,10 @@ volume; the volume must belong to the image's user, and the server must work.
 from __future__ import annotations
 
 import os
-import time
 
 import docker
 
-from tests.helpers import build_through_service, wait_ready
+from tests.helpers import build_through_service, stop_server, wait_ready
 
 # Runs whatever Docker starts from the image, first trying to reach /mnt (where the old
 # spawner mounted the new volume, as root) and the image's /etc/shadow.
@@ -34,14 +33,6 @@ def hostile_dockerfile(base_image: str, last_user: str = "jovyan") -> str:
 def user_volume(user: str):
     volumes = docker.from_env().volumes.list(filters={"label": f"org.tljh-rees.user={user}"})
     return volumes[0] if volumes else None
-
-
-def stop(hub, user, server, token):
-    hub.request("DELETE", f"/hub/api/users/{user}/servers/{server}", token=token)
-    deadline = time.monotonic() + 60
-    while server in hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"]:
-        assert time.monotonic() < deadline, "server did not stop"
-        time.sleep(0.5)
 
 
 def test_a_builders_image_never_prepares_a_new_users_volume(hub, base_image, git_repo,
@@ -70,7 +61,7 @@ def test_a_builders_image_never_prepares_a_new_users_volume(hub, base_image, git
     assert r.status_code in (200, 201), r.text
     assert os.stat(os.path.join(folder, "notes.txt")).st_uid == 1000
     assert not {"pwned", "stolen"} & set(os.listdir(folder))
-    stop(hub, user, env, token)
+    stop_server(hub, user, env, token)
 
 
 def test_an_image_that_runs_as_root_is_refused_with_a_message(hub, base_image, git_repo,

@@ -4,13 +4,11 @@ environment in JupyterLab; the spawn page's environment picker has the Hub's loo
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import GitRepo, dockerfile_repo
-from tests.helpers import wait_build
+from tests.helpers import GitRepo, dockerfile_repo, stop_server, wait_build
 
 START_TIMEOUT = 180_000  # ms: starting a container and loading JupyterLab on a busy machine
 
@@ -26,14 +24,6 @@ def environment(hub, base_image, tmp_path_factory, run_id):
         "description": "Opened from a launch link"}).json()
     assert wait_build(hub, build["id"])["status"] == "built"
     return {"name": name, "marker": marker}
-
-
-def stop_server(hub, user, server, timeout=60):
-    hub.request("DELETE", f"/hub/api/users/{user}/servers/{server}")
-    deadline = time.monotonic() + timeout
-    while server in hub.request("GET", f"/hub/api/users/{user}").json()["servers"]:
-        assert time.monotonic() < deadline, f"{user}/{server} did not stop"
-        time.sleep(0.5)
 
 
 def test_launch_link_opens_a_file_in_jupyterlab(page, hub, login, shot, environment, unique):
