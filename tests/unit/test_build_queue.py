@@ -183,3 +183,14 @@ async def test_restart_requeues_public_builds_and_fails_private_ones(catalog, im
         assert "re-queued after a restart" in str(logs.read(public.id)) and phases[-1] == "built"
     finally:
         await second.shutdown()
+
+
+async def test_a_version_resolved_by_the_caller_is_not_asked_again(manager):
+    """A Binder link's provider resolved the ref already: the repository is not asked
+    a second time (here it would never answer)."""
+    source = FakeSource("https://e.org/r", {"main": SHA1})
+    source.resolving = asyncio.Event()  # never set
+    build = await asyncio.wait_for(manager.submit(request("env", source, ref=SHA1),
+                                                  commit=SHA1), 5)
+    assert build.commit == SHA1
+    assert (await finished(manager, build.id)).status == "built"

@@ -116,7 +116,8 @@ class BinderLinks(LoggingConfigurable):
             public=True,
             display_name=f"{provider.display_name}: {resolved.repo_url} @ "
                          f"{short_version(resolved.version)}"[:200],
-            description=f"Made from the Binder link {provider.id}/{resolved.spec}"))
+            description=f"Made from the Binder link {provider.id}/{resolved.spec}"),
+            commit=resolved.version)
 
 
 def provider_classes() -> dict[str, type[RepoProvider]]:

@@ -150,10 +150,12 @@ class BuildManager(LoggingConfigurable):
 
     # -- submitting -----------------------------------------------------------------------
 
-    async def submit(self, request: BuildRequest) -> Build:
-        """Start (or join, or answer from cache) a build; returns its record."""
+    async def submit(self, request: BuildRequest, commit: str | None = None) -> Build:
+        """Start (or join, or answer from cache) a build; returns its record. ``commit``:
+        the version ``request.ref`` names, when the caller resolved it already (a Binder
+        link's provider), so the repository is not asked again."""
         self._precheck(request)  # fail fast; the claim checks again, atomically
-        commit = await request.source.resolve(request.ref)
+        commit = commit or await request.source.resolve(request.ref)
         if not commit:
             return await self._start(request, None)
         joined = self._find_active(request.name, commit)
