@@ -234,11 +234,18 @@ class ReesSpawner(DockerSpawner):
             raise hub_error(404, "The image of this environment is missing; rebuild the "
                                  "environment.") from None
 
+    # uid:gid by image id: an id names the image's content, so an answer never goes stale
+    _server_users: dict[str, tuple[int, int]] = {}
+
     async def _server_user(self, image: str, info: dict) -> tuple[int, int]:
         """The uid and gid the server will run as (the image's ``USER``), found as Docker
         finds them but without running anything of the image: a name is looked up in the
         image's own /etc/passwd and /etc/group, read from a container that is never
-        started. Root, or a user Docker could not find either, is refused."""
+        started (once per image). Root, or a user Docker could not find either, is
+        refused."""
+        known = self._server_users.get(info.get("Id", ""))
+        if known:
+            return known
         spec = (info.get("Config") or {}).get("User") or ""
         user, _, group = spec.partition(":")
         files = {}
@@ -258,6 +265,9 @@ class ReesSpawner(DockerSpawner):
                                  f"(USER {spec or 'not set'}). Rebuild it with a USER that is "
                                  "not root, e.g. USER 1000 (repo2docker's images run as "
                                  "jovyan).")
+        if len(self._server_users) > 1000:
+            self._server_users.clear()
+        self._server_users[info["Id"]] = (uid, gid)
         return uid, gid
 
     async def _ensure_volume(self, name: str, uid: int, gid: int) -> None:
