@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import urllib.parse
 
 from jupyterhub.utils import url_path_join
 
@@ -35,6 +36,24 @@ def server_name_for(environment: str) -> str:
     digest = hashlib.sha256(environment.encode()).hexdigest()[:6]
     return f"{slug[:SERVER_NAME_MAX - 7].rstrip('-')}-{digest}"
 VISIBLE_WAIT = 10  # seconds a launch waits for the Hub to show the server as pending
+
+
+def landing_path(urlpath: str = "", labpath: str = "", filepath: str = "") -> str:
+    """The path under the server to open, as BinderHub's clients map a link's query:
+    ``labpath`` (a file in JupyterLab) over ``filepath`` (classic tree) over ``urlpath``."""
+    if labpath:
+        path = "doc/tree/" + urllib.parse.quote(labpath.rstrip("/"))
+    elif filepath:
+        path = "tree/" + urllib.parse.quote(filepath.rstrip("/"))
+    else:
+        path = urlpath
+    path = path.lstrip("/")
+    # a scheme (``javascript:``, ``http:``) would make the browser leave the server
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) or "://" in path or "\\" in path \
+            or any(ord(c) < 32 for c in path):
+        raise InputError("urlpath", "expected a path inside the server, like "
+                                    "lab/tree/index.ipynb")
+    return path
 
 
 def application_json(user: str, server_name: str, server: dict) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tljh_rees.binder.links import environment_name, landing_path
+from tljh_rees.binder.links import environment_name
+from tljh_rees.launcher import landing_path
 from tljh_rees.binder.providers import GistProvider, GitHubProvider, GitLabProvider, \
     GitProvider, Resolved
 from tljh_rees.builds.request import NAME_MAX, NAME_RE, check_name, default_name
@@ -51,7 +52,8 @@ def test_landing_paths_as_binderhubs_clients_map_them(query, path):
     assert landing_path(**query) == path
 
 
-@pytest.mark.parametrize("bad", ["https://evil.example/x", "a\\b", "a\nb"])
+@pytest.mark.parametrize("bad", ["https://evil.example/x", "a\\b", "a\nb",
+                                 "javascript:alert(1)", "http:evil.example", "/JavaScript:x"])
 def test_landing_paths_stay_in_the_server(bad):
     with pytest.raises(InputError):
         landing_path(urlpath=bad)

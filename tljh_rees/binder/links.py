@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import urllib.parse
 
 from traitlets import Enum, List, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -18,7 +17,7 @@ from traitlets.config import LoggingConfigurable
 from ..builds.request import NAME_MAX, SITE_PREFIX, BuildRequest
 from ..catalog import Viewer
 from ..engine.images import short_version
-from ..errors import Forbidden, InputError, NotFound
+from ..errors import Forbidden, NotFound
 from .archives import ARCHIVE_PROVIDERS
 from .providers import GIT_PROVIDERS, Resolved, RepoProvider
 
@@ -40,22 +39,6 @@ def environment_name(resolved: Resolved) -> str:
         name = f"{SITE_PREFIX}{resolved.provider}-{slug[:keep].strip('-')}-" \
                f"{digest.hexdigest()[:6]}-{version}"
     return name
-
-
-def landing_path(urlpath: str = "", labpath: str = "", filepath: str = "") -> str:
-    """The path under the server to open, as BinderHub's clients map a link's query:
-    ``labpath`` (a file in JupyterLab) over ``filepath`` (classic tree) over ``urlpath``."""
-    if labpath:
-        path = "doc/tree/" + urllib.parse.quote(labpath.rstrip("/"))
-    elif filepath:
-        path = "tree/" + urllib.parse.quote(filepath.rstrip("/"))
-    else:
-        path = urlpath
-    path = path.lstrip("/")
-    if "://" in path or "\\" in path or any(ord(c) < 32 for c in path):
-        raise InputError("urlpath", "expected a path inside the server, like "
-                                    "lab/tree/index.ipynb")
-    return path
 
 
 class BinderLinks(LoggingConfigurable):

@@ -17,7 +17,8 @@ import urllib.parse
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..binder.links import BinderLinks, environment_name, landing_path
+from ..binder.links import BinderLinks, environment_name
+from ..launcher import landing_path
 from ..builds.events import stream
 from ..errors import ReesError
 from .base import APIHandler, BaseHandler, error_message

@@ -13,8 +13,8 @@ import urllib.parse
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ..launcher import Launcher, server_name_for
-from .base import APIHandler, InputError
+from ..launcher import Launcher, landing_path, server_name_for
+from .base import APIHandler
 from .pages import PageHandler
 
 
@@ -51,15 +51,6 @@ class ApplicationHandler(LaunchMixin, APIHandler):
         self.finish()
 
 
-def check_urlpath(value: str) -> str:
-    urlpath = value.lstrip("/")
-    if urlpath.startswith(("http:", "https:")) or "://" in urlpath or "\\" in urlpath \
-            or any(ord(c) < 32 for c in urlpath):
-        raise InputError("urlpath", "expected a path inside the server, like "
-                                    "lab/tree/x.ipynb")
-    return urlpath
-
-
 class LaunchHandler(LaunchMixin, PageHandler):
     def _server_url(self, environment: str, urlpath: str) -> str:
         user = urllib.parse.quote(self.user_name, safe="")
@@ -69,7 +60,7 @@ class LaunchHandler(LaunchMixin, PageHandler):
     async def get(self, environment):
         profile = self.get_argument("profile", "")
         plan = self.catalog.launch_plan(self.viewer, environment, profile or None)
-        urlpath = check_urlpath(self.get_argument("urlpath", ""))
+        urlpath = landing_path(urlpath=self.get_argument("urlpath", ""))
         server = server_name_for(plan.environment)
         running = (await self.launcher.servers(self.viewer)).get(server)
         if running and running.get("ready") and \
@@ -84,7 +75,7 @@ class LaunchHandler(LaunchMixin, PageHandler):
     @web.authenticated
     async def post(self, environment):
         profile = self.get_body_argument("profile", "")
-        urlpath = check_urlpath(self.get_body_argument("urlpath", ""))
+        urlpath = landing_path(urlpath=self.get_body_argument("urlpath", ""))
         app, _ = await self.launcher.launch(self.viewer, environment, profile or None)
         next_url = self._server_url(app["id"], urlpath)
         if app["ready"]:
