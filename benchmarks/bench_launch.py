@@ -97,7 +97,7 @@ def launch_once(hub, token: str, user: str, environment: str, server: str) -> fl
     wait_http(f"{hub.url}/user/{user}/{server}/api/status",
               headers={"Authorization": f"token {token}"})
     elapsed = time.perf_counter() - t
-    hub.rees("DELETE", f"applications/{server}", token=token)
+    hub.rees("DELETE", f"servers/{server}", token=token)
     deadline = time.monotonic() + 60
     while server in hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"]:
         assert time.monotonic() < deadline

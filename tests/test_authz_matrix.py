@@ -95,8 +95,33 @@ MATRIX = [
      {"json": {"environment": "{priv}", **BAD_SERVER}}),
     ("POST", "api/applications", LAUNCH_PUBLIC.format(ok=400),
      {"json": {"environment": "{pub}", **BAD_SERVER}}),
-    ("GET", "api/applications/{priv}", "403 404 404 404 404 404 404", {}),
-    ("DELETE", "api/applications/{priv}", "403 404 404 404 404 404 403", {}),
+    ("GET", "api/servers/{priv}", "403 404 404 404 404 404 404", {}),
+    ("DELETE", "api/servers/{priv}", "403 404 404 404 404 404 403", {}),
+    # templates: tpriv (the Hub admin's, only they may launch it), tpub (builder's, anyone);
+    # the orphans' environment is deleted, so a permitted launch is refused with a 409
+    ("GET", "api/templates", SIGNED_IN, {}),
+    ("POST", "api/templates", BUILD_PERMISSION.format(ok=400), {"json": {"image-name": ""}}),
+    ("GET", "api/templates/{tpriv}", PRIVATE, {}),
+    ("GET", "api/templates/{tpub}", SIGNED_IN, {}),
+    ("PATCH", "api/templates/{tpriv}", CHANGE_PRIVATE.format(ok=200), {"json": {}}),
+    ("PATCH", "api/templates/{tpub}", CHANGE_PUBLIC.format(ok=200), {"json": {}}),
+    ("DELETE", "api/templates/{copy_of_tpub}", CHANGE_PUBLIC.format(ok=204), {}),
+    ("GET", "api/templates/{tpriv}/status", PRIVATE, {}),
+    ("GET", "api/templates/{tpub}/status", SIGNED_IN, {}),
+    # applications of templates (anonymous launches are off on this Hub)
+    ("POST", "api/applications/{orphan_priv}", LAUNCH_PRIVATE.format(ok=409), {}),
+    ("POST", "api/applications/{orphan_pub}", LAUNCH_PUBLIC.format(ok=409), {}),
+    ("GET", "api/applications/{tpriv}", PRIVATE, {}),
+    ("GET", "api/applications/{tpub}", SIGNED_IN, {}),
+    ("OPTIONS", "api/applications/{tpub}", "204 204 204 204 204 204 204", {}),
+    ("GET", "api/applications/{tpub}/nothing-here", "403 404 404 404 404 404 404", {}),
+    ("DELETE", "api/applications/{tpub}/nothing-here", "403 404 404 404 404 404 404", {}),
+    ("OPTIONS", "api/applications/{tpub}/nothing-here", "204 204 204 204 204 204 204", {}),
+    # pools: admins only
+    ("GET", "api/pools", "403 403 403 403 200 200 403", {}),
+    ("GET", "api/pools/{tpub}", "403 403 403 403 404 404 403", {}),
+    ("POST", "api/pools/{tpub}", "403 403 403 403 409 409 403", {"json": {"size": 1}}),
+    ("DELETE", "api/pools/{tpub}", "403 403 403 403 404 404 403", {}),
     # specs: everyone reads; building, composing need the permission; changing, the owner
     ("GET", "api/specs", SIGNED_IN, {}),
     ("POST", "api/specs", BUILD_PERMISSION.format(ok=201), {"json": {"name": "{new_spec}"}}),
@@ -153,7 +178,9 @@ MATRIX = [
 NOT_IN_MATRIX = {"oauth_callback"}
 SAMPLE = {"priv": "p", "pub": "q", "priv_build": "ab", "pub_build": "cd", "spec": "s",
           "copy_of_priv": "p2", "copy_of_pub": "q2", "copy_of_spec": "s2", "new_spec": "n",
-          "priv_export": "e" * 64, "pub_export": "f" * 64, "priv_repo": "", "pub_repo": ""}
+          "priv_export": "e" * 64, "pub_export": "f" * 64, "priv_repo": "", "pub_repo": "",
+          "tpriv": "t1", "tpub": "t2", "copy_of_tpub": "t3", "orphan_priv": "t4",
+          "orphan_pub": "t5"}
 
 
 def expected(row) -> dict[str, int]:
@@ -201,6 +228,12 @@ def built(hub, token, repo: GitRepo, name: str, public: bool) -> dict:
     return build
 
 
+def registered(hub, token, name: str, environment: str, allowed=()) -> None:
+    r = hub.rees("POST", "templates", token=token,
+                 json={"name": name, "image-name": environment, "allowed-users": list(allowed)})
+    assert r.status_code == 201, r.text
+
+
 def exported(hub, token, name: str) -> str:
     r = hub.rees("POST", f"environments/{name}/exports", token=token, json={})
     assert r.status_code in (200, 202), r.text
@@ -242,15 +275,28 @@ def world(hub, tiny_image, tmp_path_factory):
     r = hub.rees("POST", "specs", json={"name": names["spec"],
                                         "sections": {"requirements": "numpy\n"}})
     assert r.status_code == 201, r.text
+    templates = {"tpriv": f"authz-tpriv-{run}", "tpub": f"authz-tpub-{run}",
+                 "orphan_priv": f"authz-orphan-priv-{run}",
+                 "orphan_pub": f"authz-orphan-pub-{run}"}
+    registered(hub, hub.token, templates["tpriv"], names["priv"], ["admin"])
+    registered(hub, tokens["builder"], templates["tpub"], names["pub"])
+    orphaned = f"authz-orphaned-{run}"
+    built(hub, hub.token, priv_repo, orphaned, public=True)
+    registered(hub, hub.token, templates["orphan_priv"], orphaned, ["admin"])
+    registered(hub, hub.token, templates["orphan_pub"], orphaned)
+    assert hub.rees("DELETE", f"environments/{orphaned}").status_code == 204
     world = {
         "run": run, "tokens": tokens, "repos": {"priv": priv_repo, "pub": pub_repo},
-        "values": {**names, "priv_build": priv_build["id"], "pub_build": pub_build["id"],
+        "values": {**names, **templates, "priv_build": priv_build["id"], "pub_build": pub_build["id"],
                    "priv_repo": priv_repo.url, "pub_repo": pub_repo.url,
                    "priv_export": exported(hub, hub.token, names["priv"]),
                    "pub_export": exported(hub, tokens["builder"], names["pub"])},
-        "made": {"environments": [names["priv"], names["pub"]], "specs": [names["spec"]]},
+        "made": {"environments": [names["priv"], names["pub"]], "specs": [names["spec"]],
+                 "templates": list(templates.values())},
     }
     yield world
+    for name in world["made"]["templates"]:
+        hub.rees("DELETE", f"templates/{name}")
     for name in world["made"]["environments"]:
         hub.rees("DELETE", f"environments/{name}?force=true")
     for name in world["made"]["specs"]:
@@ -264,10 +310,13 @@ def copies_for(hub, world, identity: str) -> dict:
     values = {"copy_of_priv": f"authz-del-priv-{identity}-{run}",
               "copy_of_pub": f"authz-del-pub-{identity}-{run}",
               "copy_of_spec": f"authz-del-spec-{identity}-{run}",
-              "new_spec": f"authz-new-spec-{identity}-{run}"}
+              "new_spec": f"authz-new-spec-{identity}-{run}",
+              "copy_of_tpub": f"authz-del-tpub-{identity}-{run}"}
     built(hub, hub.token, repos["priv"], values["copy_of_priv"], public=False)
     built(hub, tokens["builder"], repos["pub"], values["copy_of_pub"], public=True)
     assert hub.rees("POST", "specs", json={"name": values["copy_of_spec"]}).status_code == 201
+    registered(hub, tokens["builder"], values["copy_of_tpub"], world["values"]["pub"])
+    world["made"]["templates"].append(values["copy_of_tpub"])
     world["made"]["environments"] += [values["copy_of_priv"], values["copy_of_pub"]]
     world["made"]["specs"] += [values["copy_of_spec"], values["new_spec"]]
     return values

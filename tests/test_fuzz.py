@@ -48,11 +48,14 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 FUZZ_SECONDS = float(os.environ.get("REES_FUZZ_SECONDS", "150"))
 MAX_EXAMPLES = int(os.environ.get("REES_FUZZ_EXAMPLES", "25"))  # per operation and mode
 REQUEST_TIMEOUT = 30
-STARTS_SERVERS = {("POST", "/api/applications"), ("POST", "/launch/{environment}")}
+STARTS_SERVERS = {("POST", "/api/applications"), ("POST", "/launch/{environment}"),
+                  ("POST", "/api/applications/{name}")}
 STARTS_WORK = {("POST", "/api/builds"), ("POST", "/api/specs/{name}/builds")}
 CHANGES_EXISTING = {("DELETE", "/api/environments/{name}"),
                     ("DELETE", "/api/builds/{build_id}"), ("DELETE", "/api/specs/{name}"),
-                    ("DELETE", "/api/applications/{server_name}")}
+                    ("DELETE", "/api/servers/{server_name}"),
+                    ("DELETE", "/api/templates/{name}"), ("DELETE", "/api/pools/{name}"),
+                    ("DELETE", "/api/applications/{name}/{app_id}")}
 NOT_FUZZED = {"admin": STARTS_SERVERS | STARTS_WORK | CHANGES_EXISTING,
               "user": STARTS_SERVERS}
 # As the admin, these are fuzzed on this module's own objects only (the export is made
@@ -88,9 +91,13 @@ def objects(hub, tiny_image, tmp_path_factory):
     assert job["status"] == "done", job
     r = hub.rees("POST", "specs", json={"name": spec, "sections": {"requirements": "numpy\n"}})
     assert r.status_code == 201, r.text
+    template = f"fuzz-template-{run}"
+    r = hub.rees("POST", "templates", json={"name": template, "image-name": name})
+    assert r.status_code == 201, r.text
     yield {"name": name, "environment": name, "build_id": build["id"],
-           "export_id": job["id"], "spec": spec, "path": NOTEBOOK,
-           "server_name": "no-such-server", "provider": "gh"}
+           "export_id": job["id"], "spec": spec, "path": NOTEBOOK, "template": template,
+           "server_name": "no-such-server", "app_id": "no-such-app", "provider": "gh"}
+    hub.rees("DELETE", f"templates/{template}")
     hub.rees("DELETE", f"environments/{name}?force=true")
     hub.rees("DELETE", f"specs/{spec}")
 
@@ -100,10 +107,14 @@ def real_parameters(operation, objects) -> dict:
     names a repository nobody published: its stream fails, as a stream does, on a 200)."""
     spec_path = operation.path.startswith(("/api/specs/", "/composer/"))
     link_path = operation.path.startswith(("/build/", "/v2/"))
+    template_path = operation.path.startswith(("/api/templates/", "/api/applications/",
+                                               "/api/pools/"))
 
     def value(name: str) -> str:
         if name == "name" and spec_path:
             return objects["spec"]
+        if name == "name" and template_path:
+            return objects["template"]
         if name == "spec" and link_path:
             return "nobody/nothing/HEAD"
         return objects[name]
@@ -150,9 +161,14 @@ def test_real_objects_get_documented_answers(hub, objects, identity):
         seen.append((operation.label, response.status_code))
         validate(case, response, failures)
     assert not failures, report(failures)
-    # each answered as for an object that exists (there is no server of that name)
+    # each answered as for an object that exists (there is no server or application of
+    # that name, no pool: anonymous launches are off here; pools are the admins')
+    absent = {"GET /api/servers/{server_name}", "GET /api/applications/{name}/{app_id}",
+              "GET /api/pools/{name}"}
+    if identity == "user":
+        absent.add("GET /api/pools")
     unexpected = [(label, status) for label, status in seen if status not in (200, 302)
-                  and label != "GET /api/applications/{server_name}"]
+                  and label not in absent]
     assert not unexpected
 
 

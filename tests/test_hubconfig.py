@@ -66,7 +66,7 @@ def test_roles_for_the_service_builders_admins_and_every_user():
     configure_hub(c, settings(builders=["bob"], admins=["carol", "ada"]))
     roles = roles_of(c)
     assert roles["rees-service"]["services"] == [SERVICE_NAME]
-    assert {"admin:servers", "read:users"} <= set(roles["rees-service"]["scopes"])
+    assert {"admin:servers", "admin:users"} <= set(roles["rees-service"]["scopes"])
     assert roles["rees-builders"]["users"] == ["bob"]
     assert roles["rees-builders"]["scopes"] == [BUILD_SCOPE]
     assert roles["rees-admins"]["users"] == ["ada", "carol", "root-admin"]

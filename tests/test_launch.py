@@ -74,7 +74,7 @@ def test_launch_with_limits_storage_and_two_environments(hub, environments, uniq
     assert contents(hub, user, beta, "work/notes.txt", token).json()["content"] == "kept"
 
     # stop and start again: the file is still there
-    assert hub.rees("DELETE", f"applications/{alpha}", token=token).status_code == 202
+    assert hub.rees("DELETE", f"servers/{alpha}", token=token).status_code == 202
     stop_server(hub, user, alpha, token)
     hub.rees("POST", "applications", token=token, json={"environment": alpha})
     wait_ready(hub, user, alpha, token=token)

@@ -25,7 +25,7 @@ import requests
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Dict, Integer, List, Type, Unicode, default
+from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
 from . import SERVICE_NAME, __version__
@@ -46,6 +46,12 @@ from .gallery.store import Gallery
 from .hubapi import HubAPI
 from .hubconfig import read_service_config
 from .launcher import Launcher
+from .catalog.templates import Machine, TemplateCatalog
+from .ondemand.applications import Applications
+from .ondemand.culler import Culler
+from .ondemand.pools import PoolManager
+from .ondemand.temporary import TemporaryUsers
+from .settings import machine_memory
 from .store.db import open_database
 from .store.logs import LogStore
 
@@ -55,6 +61,7 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.builds",
     "tljh_rees.handlers.environments",
     "tljh_rees.handlers.launch",
+    "tljh_rees.handlers.ondemand",
     "tljh_rees.handlers.exports",
     "tljh_rees.handlers.specs",
     "tljh_rees.handlers.gallery",
@@ -70,7 +77,8 @@ class ReesService(Application):
     name = "tljh-rees"
     description = "Build and launch reproducible environments on a JupyterHub."
     classes = [BuildManager, Repo2DockerBuilder, LogStore, ExportManager, SifConverter,
-               Gallery, Composer, SpecStore, Previewer, BinderLinks, *GIT_PROVIDERS]
+               Gallery, Composer, SpecStore, Previewer, BinderLinks, Applications,
+               PoolManager, Culler, *GIT_PROVIDERS]
 
     ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
     port = Integer(6789, config=True, help="Port the service listens on.")
@@ -92,6 +100,12 @@ class ReesService(Application):
         15, config=True,
         help="Seconds of silence after which a build's event stream sends a comment, so "
              "proxies and clients keep the connection open during quiet build steps.")
+    template_images = List(Unicode(), config=True,
+                           help="Plain images templates may use (rees.templates.allowed_images).")
+    machine_cpus = Float(config=True, help="CPUs templates and pools are sized against "
+                                           "(default: this machine's).")
+    machine_memory = Integer(config=True, help="Bytes of memory templates and pools are "
+                                               "sized against (default: this machine's).")
     engine_sync_interval = Integer(
         60, config=True,
         help="Seconds between looks at the engine's images, so the catalog notices an "
@@ -100,6 +114,14 @@ class ReesService(Application):
     @default("db_url")
     def _db_url_default(self):
         return f"sqlite:///{os.path.join(self.state_dir, 'rees.sqlite')}"
+
+    @default("machine_cpus")
+    def _cpus_default(self):
+        return float(os.cpu_count() or 1)
+
+    @default("machine_memory")
+    def _memory_default(self):
+        return machine_memory() or 1024**3
 
     @default("service_prefix")
     def _prefix_default(self):
@@ -156,11 +178,20 @@ class ReesService(Application):
         builds.on_removed.append(exports.forget_environment)
         hub = HubAPI(self.hub_api_url)
         binder = BinderLinks(builds, parent=self)
+        launcher = Launcher(catalog, hub)
+        templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
+                                    self.template_images)
+        temporary = TemporaryUsers(templates, hub)
+        pools = PoolManager(templates, temporary, hub, templates.machine, parent=self)
+        applications = Applications(templates, temporary, pools, hub, launcher,
+                                    self.base_url, self.hub_prefix, parent=self)
+        culler = Culler(templates, temporary, hub, parent=self)
         return {
             "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
             "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
-            "composer": composer, "launcher": Launcher(catalog, hub), "hub": hub,
-            "binder": binder,
+            "composer": composer, "launcher": launcher, "hub": hub, "binder": binder,
+            "templates": templates, "pools": pools, "applications": applications,
+            "culler": culler,
             "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }
@@ -202,7 +233,10 @@ class ReesService(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
         tasks = [asyncio.create_task(self._stop_when_orphaned(stopping)),
-                 asyncio.create_task(self._keep_in_step(parts))]
+                 asyncio.create_task(self._keep_in_step(parts)),
+                 asyncio.create_task(parts["pools"].run(parts["applications"]
+                                                        .anonymous_enabled)),
+                 asyncio.create_task(parts["culler"].run())]
         await stopping.wait()
         for task in tasks:
             task.cancel()
@@ -210,6 +244,7 @@ class ReesService(Application):
         server.stop()
         await builds.shutdown()
         await parts["exports"].shutdown()
+        await parts["pools"].shutdown()
 
     async def _sync_with_engine(self, parts: dict) -> None:
         """Tell the catalog which images the engine has (one listing of the engine)."""

@@ -64,13 +64,40 @@ class HubAPI:
         await self.request("DELETE", f"users/{self.quote(user)}/servers/{self.quote(server)}")
 
     async def server_token(self, user: str, server: str, note: str,
-                           expires_in: int = 24 * 3600) -> str:
+                           expires_in: int = 24 * 3600, scopes: tuple = ()) -> str:
         """A new token of ``user`` that may only use their server ``server`` (what a
-        Binder client talks to the server with)."""
+        Binder client talks to the server with), and ``scopes`` besides."""
         model = await self.request("POST", f"users/{self.quote(user)}/tokens", body={
-            "scopes": [f"access:servers!server={user}/{server}"],
+            "scopes": [f"access:servers!server={user}/{server}", *scopes],
             "expires_in": expires_in, "note": note})
         return model["token"]
+
+    async def create_user(self, name: str) -> None:
+        await self.request("POST", f"users/{self.quote(name)}", body={})
+
+    async def delete_user(self, name: str) -> None:
+        """Remove a user (the Hub stops their servers first); one already gone is fine."""
+        try:
+            await self.request("DELETE", f"users/{self.quote(name)}")
+        except ReesError as e:
+            if e.status != 404:
+                raise
+
+    async def note_activity(self, user: str, server: str, when: str) -> None:
+        """Tell the Hub that ``user``'s server was used at ``when`` (ISO 8601), as a
+        server's own activity reports do."""
+        await self.request("POST", f"users/{self.quote(user)}/activity", body={
+            "last_activity": when, "servers": {server: {"last_activity": when}}})
+
+    async def active_users(self, page_size: int = 200) -> list[dict]:
+        """Every user with a server that is ready or starting, with their servers."""
+        users: list[dict] = []
+        while True:
+            page = await self.request(
+                "GET", f"users?state=active&offset={len(users)}&limit={page_size}") or []
+            users += page
+            if len(page) < page_size:
+                return users
 
     async def progress(self, user: str, server: str) -> AsyncIterator[dict]:
         """The Hub's progress events of a starting server, until it is ready or failed."""

@@ -27,7 +27,9 @@ BUILDERS_ROLE = "rees-builders"
 ADMINS_ROLE = "rees-admins"
 # What the service needs of the Hub: read users and their servers, start/stop servers for
 # them, and give a Binder client a token that may use only the server it launched.
-SERVICE_SCOPES = ["read:users", "list:users", "admin:servers", "read:roles:users", "tokens"]
+# Anonymous launches also make and remove temporary users, and note activity of pooled
+# servers waiting to be claimed (admin:users holds both).
+SERVICE_SCOPES = ["admin:users", "list:users", "admin:servers", "read:roles:users", "tokens"]
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
 
@@ -50,6 +52,10 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     classes = provider_classes()
     for provider_id, url in settings.binder.base_urls.items():
         c[classes[provider_id].__name__].base_url = url
+    c.Applications.anonymous_enabled = settings.anonymous.enabled
+    c.Applications.max_anonymous = settings.anonymous.max_servers
+    c.Applications.launches_per_hour = settings.anonymous.launches_per_hour
+    c.ReesService.template_images = list(settings.template_images)
     c.BuildManager.concurrency = settings.builds.concurrency
     c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
     c.BuildManager.timeout = settings.builds.timeout
@@ -165,6 +171,7 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     c.ReesSpawner.default_profile = settings.default_profile
     c.ReesSpawner.catalog_db = os.path.join(settings.state_dir, "rees.sqlite")
     c.ReesSpawner.binder_allow_origin = settings.binder.cors_allow_origin
+    c.ReesSpawner.template_images = list(settings.template_images)
     c.ReesSpawner.volume_name_template = settings.storage.volume_name
     c.ReesSpawner.storage_path = settings.storage.path
     c.ReesSpawner.data_mounts = [

@@ -60,7 +60,7 @@ def application_json(user: str, server_name: str, server: dict) -> dict:
     options = server.get("user_options") or {}
     return {
         "id": server_name, "environment": options.get("environment"),
-        "profile": options.get("profile"), "ready": server.get("ready", False),
+        "template": options.get("template"), "profile": options.get("profile"), "ready": server.get("ready", False),
         "pending": server.get("pending"), "started": server.get("started"),
         "location": server.get("url") or url_path_join("/user", user, server_name) + "/",
     }
@@ -72,7 +72,7 @@ class Launcher:
         self.hub = hub
 
     @staticmethod
-    def _require_servers(viewer: Viewer) -> None:
+    def require_servers(viewer: Viewer) -> None:
         if not viewer.servers:
             raise Forbidden("this token may not start or stop your servers; use a token "
                             f"with the 'servers!user={viewer.name}' scope, or the Hub's "
@@ -83,10 +83,10 @@ class Launcher:
         return user.get("servers") or {}
 
     async def applications(self, viewer: Viewer) -> list[dict]:
-        """The user's servers started from environments."""
+        """The user's servers started from environments or templates."""
         return [application_json(viewer.name, name, server)
                 for name, server in (await self.servers(viewer)).items()
-                if (server.get("user_options") or {}).get("environment")]
+                if {"environment", "template"} & set(server.get("user_options") or {})]
 
     async def application(self, viewer: Viewer, server_name: str) -> dict:
         server = (await self.servers(viewer)).get(server_name)
@@ -98,23 +98,30 @@ class Launcher:
                      server_name=None) -> tuple[dict, bool]:
         """Start (or find running) the user's named server of ``environment``.
         Returns its model and whether it was started now."""
-        self._require_servers(viewer)
+        self.require_servers(viewer)
         plan = self.catalog.launch_plan(viewer, environment, profile or None)
-        server_name = server_name or server_name_for(plan.environment)
+        options = {"environment": plan.environment}
+        if profile:
+            options["profile"] = plan.profile["name"]
+        return await self.start(viewer, server_name or server_name_for(plan.environment),
+                                options, "environment")
+
+    async def start(self, viewer: Viewer, server_name, options: dict, kind: str
+                    ) -> tuple[dict, bool]:
+        """Start the user's server ``server_name`` with ``options`` (an ``environment`` or
+        a ``template``, named by ``options[kind]``), or find it running that already."""
+        self.require_servers(viewer)
         if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
             raise InputError("server_name", "expected 1 to 30 lowercase letters, digits and "
                                             "single '-', starting with a letter")
         existing = (await self.servers(viewer)).get(server_name)
         if existing:
-            running = (existing.get("user_options") or {}).get("environment")
-            if running != plan.environment:
+            running = (existing.get("user_options") or {}).get(kind)
+            if running != options[kind]:
                 raise Conflict(f"a server named {server_name!r} already runs "
-                               f"{running or 'another environment'}; stop it or choose "
+                               f"{running or 'something else'}; stop it or choose "
                                "another name", field="server_name")
             return application_json(viewer.name, server_name, existing), False
-        options = {"environment": plan.environment}
-        if profile:
-            options["profile"] = plan.profile["name"]
         starting = asyncio.create_task(self.hub.start_server(viewer.name, server_name,
                                                              options))
         # Once the Hub shows it pending, its progress page reports how the start ends.
@@ -137,7 +144,7 @@ class Launcher:
         return (await self.servers(viewer)).get(server_name, {})
 
     async def stop(self, viewer: Viewer, server_name: str) -> None:
-        self._require_servers(viewer)
+        self.require_servers(viewer)
         if server_name not in await self.servers(viewer):
             raise NotFound(f"you have no server {server_name!r}", field="id")
         await self.hub.stop_server(viewer.name, server_name)

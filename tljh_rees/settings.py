@@ -122,6 +122,13 @@ class BinderSettings:
 
 
 @dataclass(frozen=True)
+class AnonymousSettings:
+    enabled: bool = False
+    max_servers: int = 10
+    launches_per_hour: int = 30  # per client address
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     volume_name: str = "rees-home-{username}"
     path: str = "work"
@@ -143,6 +150,8 @@ class Settings:
     gallery_show: str = "all"
     binder: BinderSettings = field(default_factory=BinderSettings)
     export_registry: str = ""  # oras:// prefix every HPC export is also pushed to
+    anonymous: AnonymousSettings = field(default_factory=AnonymousSettings)
+    template_images: tuple[str, ...] = ()  # plain images templates may use
     builders: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
 
@@ -203,6 +212,12 @@ class _Reader:
 
 def _positive_int(value) -> int:
     if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(value)
+    return int(value)
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 0:
         raise ValueError(value)
     return int(value)
 
@@ -318,7 +333,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         data,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
-         "builders",
+         "anonymous", "templates", "builders",
          "admins"},
         p,
     )
@@ -436,6 +451,20 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
 
     binder = _binder_settings(r, r.section(data, "binder", p), f"{p}.binder")
 
+    anonymous_raw = r.section(data, "anonymous", p)
+    ap = f"{p}.anonymous"
+    r.unknown(anonymous_raw, {"enabled", "max_servers", "launches_per_hour"}, ap)
+    anonymous = AnonymousSettings(
+        enabled=r.get(anonymous_raw, "enabled", ap, False, _bool, "true or false"),
+        max_servers=r.get(anonymous_raw, "max_servers", ap, 10, _whole, "a whole number ≥ 0 "
+                          "(0: no cap)"),
+        launches_per_hour=r.get(anonymous_raw, "launches_per_hour", ap, 30, _whole,
+                                "a whole number ≥ 0 of launches per client address "
+                                "(0: no cap)"),
+    )
+    templates = r.section(data, "templates", p)
+    r.unknown(templates, {"allowed_images"}, f"{p}.templates")
+
     settings = Settings(
         state_dir=r.get(data, "state_dir", p, DEFAULT_STATE_DIR, _absolute_path,
                         "an absolute directory path"),
@@ -454,6 +483,9 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         binder=binder,
         export_registry=r.get(export, "registry", f"{p}.export", "", _oras_prefix,
                               "an ORAS registry prefix like oras://registry.example.org/team"),
+        anonymous=anonymous,
+        template_images=r.get(templates, "allowed_images", f"{p}.templates", (), _users,
+                              "a list of image names, like jupyter/base-notebook:2024"),
         builders=r.get(data, "builders", p, (), _users, "a list of user names"),
         admins=r.get(data, "admins", p, (), _users, "a list of user names"),
     )

@@ -25,11 +25,12 @@ from tornado.iostream import StreamClosedError
 from traitlets import Dict, Integer, List, Unicode, default
 
 from . import ADMIN_SCOPE, LABEL_PREFIX
-from .catalog import Catalog, Profiles, Viewer
+from .catalog import Catalog, LaunchPlan, Profiles, Viewer
+from .catalog.templates import Machine, TemplateCatalog
 from .engine.images import SERVER_ENVIRONMENT_LABEL
 from .errors import ReesError
 
-ALLOWED_OPTIONS = {"environment", "profile"}
+ALLOWED_OPTIONS = {"environment", "profile", "template"}
 READ_LABEL = LABEL_PREFIX + "user-lookup"  # containers created (never started) to read files
 ACCOUNT_FILE_MAX = 1024**2  # /etc/passwd or /etc/group larger than this is not read
 
@@ -58,6 +59,8 @@ class ReesSpawner(DockerSpawner):
         "", config=True,
         help="Origins whose pages may use servers of environments made from Binder links "
              "(their --ServerApp.allow_origin); '' for none.")
+    template_images = List(Unicode(), config=True,
+                           help="Plain images templates may use (rees.templates.allowed_images).")
     spawn_page_limit = Integer(
         30, config=True,
         help="Environments listed on the spawn page; others are found by typing a name.")
@@ -85,6 +88,15 @@ class ReesSpawner(DockerSpawner):
             self._catalog = Catalog.open_readonly(self.catalog_db,
                                                   Profiles(self.profiles, self.default_profile))
         return self._catalog
+
+    _templates: TemplateCatalog | None = None
+
+    @property
+    def templates(self) -> TemplateCatalog:
+        if self._templates is None:  # the spawner checks no limits: the service did
+            self._templates = TemplateCatalog(self.catalog, Machine(0, 0),
+                                              self.template_images)
+        return self._templates
 
     def viewer(self) -> Viewer:
         """The user, as the catalog sees them: rees admins are Hub admins and those with
@@ -177,37 +189,50 @@ class ReesSpawner(DockerSpawner):
         """Refuse anything but an environment and a profile name, with a clear message."""
         unknown = set(options) - ALLOWED_OPTIONS
         if unknown:
-            raise hub_error(400, "Only 'environment' and 'profile' may be chosen when "
-                                 f"starting a server; not {', '.join(sorted(unknown))}.")
+            raise hub_error(400, "Only 'environment' and 'profile' (or a 'template') may be "
+                                 "chosen when starting a server; not "
+                                 f"{', '.join(sorted(unknown))}.")
+        if "template" in options and set(options) != {"template"}:
+            raise hub_error(400, "A template decides the environment and the resources; "
+                                 "give only 'template'.")
         for key in ALLOWED_OPTIONS & set(options):
             if not isinstance(options[key], str):
                 raise hub_error(400, f"'{key}' must be a name (text).")
 
     async def _choose(self) -> None:
+        """The image and limits of this start, from the catalog: a template's, an
+        environment's, or the admin's default image."""
         options = dict(self.user_options or {})
         self.check_options(options)
-        env_name = options.get("environment") or ""
-        self.binder_server = False
-        if not env_name and not self.image:
-            raise hub_error(400, "Choose an environment to start.")
-        if env_name:
-            try:
+        temporary = await asyncio.to_thread(self.templates.temporary_user, self.user.name)
+        try:
+            if options.get("template") or temporary is not None:
+                plan = await asyncio.to_thread(self.templates.plan, self.viewer(),
+                                               options.get("template") or "", temporary)
+                self.temporary = plan.temporary
+                # used from other sites with a token in the URL, as link servers are
+                self.binder_server = plan.temporary
+            elif options.get("environment"):
                 plan = await asyncio.to_thread(self.catalog.launch_plan, self.viewer(),
-                                               env_name, options.get("profile") or None)
-            except ReesError as e:
-                raise hub_error(e.status, e.message) from None
-            self.image, profile = plan.image, plan.profile
-            self.binder_server = plan.site
-        else:  # the admin's default image (rees.default_image)
-            try:
-                profile = self.catalog.profiles.resolve(options.get("profile") or None)
-            except ReesError as e:
-                raise hub_error(e.status, e.message) from None
-        self.mem_limit = (profile or {}).get("memory")
-        self.cpu_limit = (profile or {}).get("cpu")
-        self.environment_name = env_name
+                                               options["environment"],
+                                               options.get("profile") or None)
+                self.temporary, self.binder_server = False, plan.site
+            elif self.image:  # the admin's default image (rees.default_image)
+                plan = LaunchPlan("", self.image, self.catalog.profiles.resolve(
+                    options.get("profile") or None))
+                self.temporary = self.binder_server = False
+            else:
+                raise hub_error(400, "Choose an environment to start.")
+        except ReesError as e:
+            raise hub_error(e.status, e.message) from None
+        self.image, self.environment_name = plan.image, plan.environment
+        self.template_name = options.get("template") or ""
+        self.mem_limit = (plan.profile or {}).get("memory")
+        self.cpu_limit = (plan.profile or {}).get("cpu")
 
-    binder_server = False  # of an environment made from a Binder link
+    binder_server = False  # of an environment made from a Binder link, or anonymous
+    temporary = False  # a temporary user's (an anonymous visitor's) server
+    template_name = ""
 
     def get_args(self):
         """Binder clients on other pages drive the kernels of servers made from links."""
@@ -303,19 +328,24 @@ class ReesSpawner(DockerSpawner):
         uid, gid = await self._server_user(self.image, info)
         volume = self.volume_name_template.format(username=self.escaped_name)
         mount_path = f"{home.rstrip('/')}/{self.storage_path}"
-        await self._ensure_volume(volume, uid, gid)
-        # nocopy: Docker would otherwise fill an empty volume with the image's files at
-        # that path (a builder's) and give it that folder's owner.
-        volumes = {volume: {"bind": mount_path, "mode": "rw,nocopy"}}
+        volumes = {}
+        if not self.temporary:  # temporary users have no storage that outlives them
+            await self._ensure_volume(volume, uid, gid)
+            # nocopy: Docker would otherwise fill an empty volume with the image's files
+            # at that path (a builder's) and give it that folder's owner.
+            volumes[volume] = {"bind": mount_path, "mode": "rw,nocopy"}
         for mount in self.data_mounts:
-            volumes[mount["source"]] = {"bind": mount["target"],
-                                        "mode": "ro" if mount.get("readonly", True) else "rw"}
+            readonly = mount.get("readonly", True)
+            if readonly or not self.temporary:
+                volumes[mount["source"]] = {"bind": mount["target"],
+                                            "mode": "ro" if readonly else "rw"}
         self.volumes = volumes
-        self.extra_create_kwargs = {"labels": {
-            SERVER_ENVIRONMENT_LABEL: self.environment_name,
-            LABEL_PREFIX + "user": self.user.name,
-            LABEL_PREFIX + "server-name": self.name,
-        }}
+        labels = {SERVER_ENVIRONMENT_LABEL: self.environment_name,
+                  LABEL_PREFIX + "user": self.user.name,
+                  LABEL_PREFIX + "server-name": self.name}
+        if self.template_name:
+            labels[LABEL_PREFIX + "template"] = self.template_name
+        self.extra_create_kwargs = {"labels": labels}
         try:
             ip, port = await super().start()
         except ImageNotFound:

@@ -52,7 +52,7 @@ def test_the_defaults_written_at_install_are_valid():
 def test_unknown_keys_are_named_with_the_known_ones():
     found = problems({"stat_dir": "/x", "builds": {"concurency": 2},
                       "profiles": {"small": {"memroy": "2G"}}})
-    assert found[0].startswith("rees.stat_dir: unknown setting (known here: admins, "
+    assert found[0].startswith("rees.stat_dir: unknown setting (known here: admins, anonymous, "
                                "base_image_mirror, binder, builders, builds,")
     assert found[1] == ("rees.builds.concurency: unknown setting (known here: "
                         "allow_local_repos, base_image, build_args, ca_bundle, concurrency, "

@@ -121,7 +121,10 @@ class APIHandler(BaseHandler):
         self.set_status(status)
         self.finish(json.dumps(data))
 
-    def json_body(self, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def json_body(self, allowed: set[str], required: set[str] = frozenset(),
+                  lax: bool = False) -> dict:
+        """The request's JSON object; fields outside ``allowed`` are refused unless
+        ``lax`` (the domain then names the field it refuses)."""
         if len(self.request.body) > self.max_body:
             raise ReesError(f"The request body is larger than {self.max_body} bytes.",
                             status=413)
@@ -132,7 +135,7 @@ class APIHandler(BaseHandler):
         if not isinstance(data, dict):
             raise ReesError("The request body must be a JSON object.")
         unknown = sorted(set(data) - allowed)
-        if unknown:
+        if unknown and not lax:
             raise ReesError(f"Unknown field(s) {', '.join(map(repr, unknown))}; expected "
                             f"{', '.join(sorted(allowed)) or 'no fields'}.")
         missing = sorted(k for k in required if data.get(k) in (None, ""))

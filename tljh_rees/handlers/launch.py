@@ -39,18 +39,6 @@ class ApplicationsHandler(LaunchMixin, APIHandler):
         self.write_json(app, status=201 if started else 200)
 
 
-class ApplicationHandler(LaunchMixin, APIHandler):
-    @web.authenticated
-    async def get(self, server_name):
-        self.write_json(await self.launcher.application(self.viewer, server_name))
-
-    @web.authenticated
-    async def delete(self, server_name):
-        await self.launcher.stop(self.viewer, server_name)
-        self.set_status(202)
-        self.finish()
-
-
 class LaunchHandler(LaunchMixin, PageHandler):
     def _server_url(self, environment: str, urlpath: str) -> str:
         user = urllib.parse.quote(self.user_name, safe="")
@@ -89,6 +77,5 @@ class LaunchHandler(LaunchMixin, PageHandler):
 def routes() -> list:
     return [
         ("api/applications", ApplicationsHandler),
-        (r"api/applications/([^/]+)", ApplicationHandler),
         (r"launch/([a-z0-9._-]+)", LaunchHandler),
     ]

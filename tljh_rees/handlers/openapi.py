@@ -195,9 +195,16 @@ SCHEMAS = {
         "next": nullable(URL),
     }, required=("environments", "total", "offset", "limit", "next")),
     "Application": obj({
-        "id": STRING, "environment": nullable(STRING), "profile": nullable(STRING),
-        "ready": BOOL, "pending": nullable(STRING), "started": nullable(STRING),
-        "location": URL,
+        "id": STRING, "environment": nullable(STRING), "template": nullable(STRING),
+        "profile": nullable(STRING), "ready": BOOL, "pending": nullable(STRING),
+        "started": nullable(STRING), "location": URL,
+        "progress": {**URL, "description": "The Hub's event stream of the start (while "
+                                           "not ready)."},
+        "user": {**STRING, "description": "Whose it is (in an admin's lists)."},
+        "token": {**STRING, "description": "Anonymous launches only: a token that may use "
+                                           "this server (`?token=` or the Authorization "
+                                           "header) and look at or stop it here."},
+        "pooled": {**BOOL, "description": "Anonymous launches only: claimed from the pool."},
     }, required=("id", "environment", "profile", "ready", "pending", "started", "location")),
     "ApplicationList": obj({"applications": {"type": "array", "items": ref("Application")}},
                            required=("applications",)),
@@ -480,7 +487,7 @@ API = {
             **errors(403, 404, 409)}, "exports"),
     },
     "/api/applications": {
-        "get": op("The caller's servers started from environments.",
+        "get": op("The caller's servers started from environments or templates.",
                   {**ok("ApplicationList"), **errors(403, 502)}, "applications"),
         "post": op("Start a named server from an environment (the token must be allowed "
                    "to start the caller's servers).",
@@ -489,11 +496,11 @@ API = {
                     **errors(400, 403, 404, 409, 413, 502)}, "applications",
                    requestBody=body("ApplicationRequest")),
     },
-    "/api/applications/{server_name}": {
+    "/api/servers/{server_name}": {
         "parameters": [SERVER_NAME],
-        "get": op("One of the caller's servers.", {**ok("Application"),
-                                                   **errors(403, 404, 502)},
-                  "applications"),
+        "get": op("One of the caller's servers started from an environment or a template "
+                  "(was `applications/{server_name}`).",
+                  {**ok("Application"), **errors(403, 404, 502)}, "applications"),
         "delete": op("Stop one of the caller's servers.",
                      {**no_content(202, "Stopping."), **errors(403, 404, 502)},
                      "applications"),
@@ -650,6 +657,122 @@ BINDER = {
         "binder", security=[])},
 }
 
+TEMPLATE_NAME = path_param("name", "[a-z0-9][a-z0-9._-]*", "A template's name.")
+APP_ID = path_param("app_id", "[a-z0-9][a-z0-9-]*",
+                    "An application's id: the caller's server name, or a temporary user's "
+                    "name (anonymous launches).")
+SECONDS = {"type": "integer", "minimum": 0, "maximum": 30 * 24 * 3600}
+LIMITS = obj({"memory": nullable({"type": ["string", "integer"],
+                                  "description": "A size like 512M or 2G."}),
+              "cpu": nullable({"type": "number", "minimum": 0.01})})
+SERVICE = obj({"name": STRING, "version": STRING, "params": {"type": "object"}},
+              required=("name",))
+TEMPLATE_FIELDS = {
+    "image-name": {"type": "string", "minLength": 1, "description": "A built environment "
+                   "(or a plain image in `rees.templates.allowed_images`)."},
+    "limits": LIMITS, "cull-timeout": SECONDS, "max-age": SECONDS,
+    "max-servers": {"type": "integer", "minimum": 0, "maximum": 10000},
+    "services": {"type": "array", "items": SERVICE, "maxItems": 20},
+    "anonymous": BOOL,
+    "allowed-users": {"type": "array", "items": STRING,
+                      "description": "Who may launch it logged in; empty: every user."},
+}
+SCHEMAS.update({
+    "TemplateCreate": obj({
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$",
+                 "description": "Default: the image-name."},
+        **TEMPLATE_FIELDS,
+        "command": {"type": "null", "description": "Not supported (servers run "
+                                                   "jupyterhub-singleuser)."},
+    }, required=("image-name",), closed=True),
+    "TemplateChange": obj(TEMPLATE_FIELDS, closed=True),
+    "Template": obj({
+        "name": STRING, **TEMPLATE_FIELDS, "image-name": STRING,
+        "image-kind": {"enum": ["environment", "image"]}, "owner": STRING,
+        "time-created": TIME, "time-modified": TIME,
+        "status": {"enum": ["completed", "pending", "failed"]},
+    }, required=("name", "image-name", "limits", "cull-timeout", "services", "anonymous",
+                 "time-created", "time-modified")),
+    "TemplateList": obj({"templates": {"type": "array", "items": ref("Template")}},
+                        required=("templates",)),
+    "TemplateStatus": obj({"status": {"enum": ["completed", "pending", "failed"]}},
+                          required=("status",)),
+    "Pool": obj({
+        "template": STRING, "size": INT, "running": INT, "available": INT,
+        "starting": INT, "claimed": INT, "claimed-last-hour": INT, "error": STRING,
+    }, required=("template", "size", "running", "available")),
+    "PoolList": obj({"pools": {"type": "array", "items": ref("Pool")}}, required=("pools",)),
+    "PoolSize": obj({"size": {"type": "integer", "minimum": 0, "maximum": 1000}},
+                    required=("size",), closed=True),
+    "NoFields": obj({}, closed=True, description="No fields."),
+})
+ERROR_TEXT[429] = "Over a cap (named in `error`); `Retry-After` says when to try again."
+ONDEMAND_PREFLIGHT = op("CORS preflight, for pages of `rees.binder.cors_allow_origin`.",
+                        {"204": {"description": "The allowed headers and methods."}},
+                        "applications", security=[])
+USER_QUERY = query("user", STRING, "Admins: whose application (default: the caller's).")
+API.update({
+    "/api/templates": {
+        "get": op("The templates the caller may launch or manage.",
+                  {**ok("TemplateList"), **errors(403)}, "templates"),
+        "post": op("Register a template (needs the build permission).",
+                   {**ok("Template", "Registered.", 201), **errors(400, 403, 409, 413)},
+                   "templates", requestBody=body("TemplateCreate")),
+    },
+    "/api/templates/{name}": {
+        "parameters": [TEMPLATE_NAME],
+        "get": op("One template.", {**ok("Template"), **errors(403, 404)}, "templates"),
+        "patch": op("Change a template (its owner or an admin).",
+                    {**ok("Template"), **errors(400, 403, 404, 413)}, "templates",
+                    requestBody=body("TemplateChange")),
+        "delete": op("Delete a template, its pool and its anonymous servers.",
+                     {**no_content(204, "Deleted."), **errors(403, 404, 502)}, "templates"),
+    },
+    "/api/templates/{name}/status": {
+        "parameters": [TEMPLATE_NAME],
+        "get": op("Whether its image is there to launch.",
+                  {**ok("TemplateStatus"), **errors(403, 404)}, "templates"),
+    },
+    "/api/applications/{name}": {
+        "parameters": [TEMPLATE_NAME],
+        "post": op("Launch the template: a named server of the caller's (with their "
+                   "storage), or, without a token, an anonymous server (when the admin "
+                   "allows it and the template is anonymous) with a `token`.",
+                   {**ok("Application", "It runs already."),
+                    **ok("Application", "Launched.", 201),
+                    **errors(400, 403, 404, 409, 413, 429, 502)}, "applications",
+                   requestBody=body("NoFields", required=False),
+                   security=[{"token": []}, {}]),
+        "get": op("The caller's applications of the template (every one, for admins).",
+                  {**ok("ApplicationList"), **errors(403, 404, 502)}, "applications"),
+        "options": ONDEMAND_PREFLIGHT,
+    },
+    "/api/applications/{name}/{app_id}": {
+        "parameters": [TEMPLATE_NAME, APP_ID],
+        "get": op("One application (an anonymous one with its own token).",
+                  {**ok("Application"), **errors(403, 404, 502)}, "applications",
+                  parameters=[USER_QUERY]),
+        "delete": op("Stop it (an anonymous one's temporary user goes too).",
+                     {**no_content(202, "Stopping."), **errors(403, 404, 502)},
+                     "applications", parameters=[USER_QUERY]),
+        "options": ONDEMAND_PREFLIGHT,
+    },
+    "/api/pools": {
+        "get": op("Every pool (admins).", {**ok("PoolList"), **errors(403)}, "pools"),
+    },
+    "/api/pools/{name}": {
+        "parameters": [TEMPLATE_NAME],
+        "get": op("A template's pool (admins).", {**ok("Pool"), **errors(403, 404)},
+                  "pools"),
+        "post": op("Create the pool or change its size (admins); refused beyond the "
+                   "machine's CPUs and memory.",
+                   {**ok("Pool"), **errors(400, 403, 404, 409, 413)}, "pools",
+                   requestBody=body("PoolSize")),
+        "delete": op("Delete the pool and stop its unclaimed servers (admins).",
+                     {**no_content(204, "Deleted."), **errors(403, 404, 502)}, "pools"),
+    },
+})
+
 DOCUMENT = {
     "openapi": "3.1.0",
     "info": {
@@ -661,8 +784,8 @@ DOCUMENT = {
     },
     "servers": [{"url": "/services/rees"}],
     "security": [{"token": []}],
-    "tags": [{"name": n} for n in ("builds", "environments", "exports", "applications",
-                                   "specs", "gallery", "binder", "service", "pages")],
+    "tags": [{"name": n} for n in ("builds", "environments", "exports", "templates",
+                                   "applications", "pools", "specs", "gallery", "binder", "service", "pages")],
     "paths": {**API, **PAGES, **BINDER},
     "components": {
         "schemas": SCHEMAS,

@@ -122,7 +122,7 @@
     stopping.add(id);
     render();
     try {
-      await rees.api(`applications/${encodeURIComponent(id)}`, { method: "DELETE" });
+      await rees.api(`servers/${encodeURIComponent(id)}`, { method: "DELETE" });
       notice(`Stopping ${id}.`);
     } catch (err) {
       stopping.delete(id);

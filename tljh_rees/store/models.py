@@ -1,4 +1,4 @@
-"""Database tables: the environment catalog and its builds.
+"""Database tables: the environment catalog, its builds, and the on-demand templates.
 
 The database is the authority on what exists and who may use it. An image's own labels
 are written by the build that made it, and a builder controls what that build runs
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String,
+                        Text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -100,3 +101,66 @@ class Build(Base):
     @property
     def done(self) -> bool:
         return self.status in self.FINAL
+
+
+class Template(Base):
+    """A launchable recipe (seed 004): an environment (or an admin-allowed plain image),
+    the resources its servers get, how long they live, and who may launch them.
+
+    ``image_kind`` says which of the two ``image_name`` names, decided when the template
+    was registered, so an environment never silently stands in for an image or back.
+    """
+
+    __tablename__ = "templates"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, index=True)
+    image_name: Mapped[str] = mapped_column(String(255))
+    image_kind: Mapped[str] = mapped_column(String(16), default="environment")  # or image
+    memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # bytes
+    cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cull_timeout: Mapped[int] = mapped_column(Integer, default=3600)  # idle seconds; 0 none
+    max_age: Mapped[int] = mapped_column(Integer, default=0)  # seconds; 0 none
+    max_servers: Mapped[int] = mapped_column(Integer, default=0)  # 0: no cap of its own
+    services: Mapped[str] = mapped_column(Text, default="[]")  # JSON, seed 004's shape
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    allowed_users: Mapped[str] = mapped_column(Text, default="[]")  # JSON; [] = every user
+    owner: Mapped[str] = mapped_column(String(255), default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Pool(Base):
+    """How many warm servers of a template to keep started for temporary users."""
+
+    __tablename__ = "pools"
+
+    template_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("templates.id", ondelete="CASCADE"), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TemporaryUser(Base):
+    """A Hub user the service made for one anonymous server (pooled or not).
+
+    The row is written before the Hub user exists, so the spawner (which reads this
+    table) knows the user is temporary: no personal storage, only this template. Rows
+    stay, as ``gone``, for a day after the user is removed (the pools' recent claims).
+    """
+
+    __tablename__ = "temporary_users"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    template_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("templates.id", ondelete="SET NULL"), nullable=True, index=True)
+    template: Mapped[str] = mapped_column(String(63))  # its name, for display
+    pooled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # warming -> available -> claimed -> gone (pooled); claimed -> gone (cold launches)
+    state: Mapped[str] = mapped_column(String(16), default="warming", index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    claimed: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    ended: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    LIVE = ("warming", "available", "claimed")
