@@ -117,6 +117,7 @@ MATRIX = [
     ("GET", "api/applications/{tpub}/nothing-here", "403 404 404 404 404 404 404", {}),
     ("DELETE", "api/applications/{tpub}/nothing-here", "403 404 404 404 404 404 404", {}),
     ("OPTIONS", "api/applications/{tpub}/nothing-here", "204 204 204 204 204 204 204", {}),
+    ("GET", "try/{tpub}", "403 403 403 403 403 403 403", {}),  # anonymous launches: off
     # pools: admins only
     ("GET", "api/pools", "403 403 403 403 200 200 403", {}),
     ("GET", "api/pools/{tpub}", "403 403 403 403 404 404 403", {}),

@@ -321,3 +321,23 @@ def test_a_pool_survives_a_restart_of_the_service(od_hub, environment):
     assert hub.rees("DELETE", f"templates/{name}").status_code == 204
     until(lambda: all(hub_user(hub, u).status_code == 404 for u in before | {r.json()["id"]}),
           30, "a deleted template's temporary users go with it")
+
+
+def test_a_try_link_is_a_page_that_starts_nothing_by_itself(od_hub, environment):
+    hub = od_hub
+    name = f"try-page-{hub.run}"
+    register(hub, name, environment, anonymous=True, **{"cull-timeout": 600})
+    before = {u["name"] for u in hub.request("GET", "/hub/api/users").json()}
+    r = requests.get(f"{hub.service_url}/try/{name}", params={"labpath": "marker.txt"},
+                     timeout=30)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    assert f'data-api="/services/rees/api/applications/{name}"' in r.text
+    assert 'data-urlpath="doc/tree/marker.txt"' in r.text and "10 min" in r.text
+    assert {u["name"] for u in hub.request("GET", "/hub/api/users").json()} == before
+    r = requests.get(f"{hub.service_url}/try/{name}", params={"urlpath": "javascript:x"},
+                     timeout=30)
+    assert r.status_code == 400 and "<script" not in r.text
+    signed_in_only = f"try-closed-{hub.run}"
+    register(hub, signed_in_only, environment)
+    assert requests.get(f"{hub.service_url}/try/{signed_in_only}",
+                        timeout=30).status_code == 404

@@ -16,9 +16,20 @@ from ..errors import Forbidden
 from ..ondemand.applications import Applications
 from ..ondemand.limits import client_address
 from ..ondemand.pools import PoolManager
+from ..launcher import landing_path
 from .base import APIHandler
+from .pages import PageHandler, render_public
 
 NAME = r"([a-z0-9][a-z0-9._-]*)"
+
+
+def duration(seconds: int) -> str:
+    """``90`` → ``1 min 30 s``, ``7200`` → ``2 h``: for people."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "",
+             f"{secs} s" if secs else ""]
+    return " ".join(p for p in parts if p) or "0 s"
 
 
 class OnDemandHandler(APIHandler):
@@ -153,6 +164,32 @@ class PoolHandler(OnDemandHandler):
         self.finish()
 
 
+class TryPage(OnDemandHandler):
+    """``try/<template>?urlpath=``: a link that gives any visitor a server of an anonymous
+    template. The page itself starts nothing; its script launches (so link previews and
+    crawlers do not), then opens the server with its token."""
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def get(self, name):
+        urlpath = landing_path(urlpath=self.get_argument("urlpath", ""),
+                               labpath=self.get_argument("labpath", ""),
+                               filepath=self.get_argument("filepath", ""))
+        if not self.applications.anonymous_enabled:
+            raise Forbidden("anonymous launches are off on this Hub (rees.anonymous.enabled)")
+        template = self.templates.get(None, name)
+        self.finish(render_public(
+            "try.html", template=template, urlpath=urlpath,
+            idle=duration(template.cull_timeout) if template.cull_timeout else "a while",
+            api=self.urls("api/applications", template.name),
+            hub_prefix=self.urls.hub_prefix, static_url=self.static_url))
+
+    def write_error(self, status_code, **kwargs):
+        PageHandler.write_error(self, status_code, **kwargs)
+
+
 class ServerHandler(APIHandler):
     """One of the caller's servers started from an environment or a template (formerly
     ``applications/<server_name>``)."""
@@ -182,4 +219,5 @@ def routes() -> list:
         ("api/pools", PoolsHandler),
         (rf"api/pools/{NAME}", PoolHandler),
         (r"api/servers/([^/]+)", ServerHandler),
+        (rf"try/{NAME}", TryPage),
     ]

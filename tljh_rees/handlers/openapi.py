@@ -711,6 +711,15 @@ ONDEMAND_PREFLIGHT = op("CORS preflight, for pages of `rees.binder.cors_allow_or
                         {"204": {"description": "The allowed headers and methods."}},
                         "applications", security=[])
 USER_QUERY = query("user", STRING, "Admins: whose application (default: the caller's).")
+PAGES["/try/{name}"] = {
+    "parameters": [TEMPLATE_NAME],
+    "get": op("A \"try it\" link: a page whose script launches the anonymous template "
+              "and opens the server with its token (anonymous launches must be on).", {
+                  "200": {"description": "The page.", "content": {HTML: {}}},
+                  **{str(c): PAGE_ERRORS[str(c)] for c in (400, 403, 404)}}, "pages",
+              security=[], parameters=[query("urlpath", STRING), query("labpath", STRING),
+                                       query("filepath", STRING)]),
+}
 API.update({
     "/api/templates": {
         "get": op("The templates the caller may launch or manage.",

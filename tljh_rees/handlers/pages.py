@@ -18,6 +18,11 @@ NAV = [("", "Environments"), ("gallery", "Gallery"), ("servers", "Servers")]
 NAV.append(("composer", "Composer"))
 
 
+def render_public(page: str, **context) -> str:
+    """A page for visitors who are not logged in (no navigation, no user)."""
+    return _jinja.get_template(page).render(**context)
+
+
 class PageHandler(BaseHandler):
     def render_page(self, template: str, active: str = "", **context) -> None:
         html = _jinja.get_template(template).render(
