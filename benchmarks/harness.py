@@ -32,9 +32,13 @@ def base_image() -> str:
 
 
 @contextmanager
-def demo_hub(rees_section: dict | None = None):
-    """A Hub of its own (removed afterwards, with the images it built)."""
+def demo_hub(rees_section: dict | None = None, rees_config: str = ""):
+    """A Hub of its own (removed afterwards, with the images it built); ``rees_config``:
+    the admin's ``rees_config.py`` for its service (e.g. quicker loops)."""
     with tempfile.TemporaryDirectory(prefix="rees-bench-") as state:
+        if rees_config:
+            with open(os.path.join(state, "rees_config.py"), "w") as f:
+                f.write(rees_config)
         proc, hub = start_demo_hub(state, rees_section)
         try:
             yield hub
