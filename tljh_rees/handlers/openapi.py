@@ -708,8 +708,8 @@ SCHEMAS.update({
 })
 ERROR_TEXT[429] = "Over a cap (named in `error`); `Retry-After` says when to try again."
 ONDEMAND_PREFLIGHT = op("CORS preflight, for pages of `rees.binder.cors_allow_origin`.",
-                        {"204": {"description": "The allowed headers and methods."}},
-                        "applications", security=[])
+                        {"204": {"description": "The allowed headers and methods."},
+                         **errors(404)}, "applications", security=[])
 USER_QUERY = query("user", STRING, "Admins: whose application (default: the caller's).")
 PAGES["/try/{name}"] = {
     "parameters": [TEMPLATE_NAME],
