@@ -2,8 +2,9 @@
 pools, anonymous launches with their tokens, culling by a template's timeouts, the caps,
 and a restart of the service with a pool running.
 
-A Hub of its own, with anonymous launches on (the session's Hub has them off), and the
-service's loops quickened through the admin's ``rees_config.py``.
+A Hub of its own, ``od_hub`` (in conftest.py, shared with tests/test_client.py), with
+anonymous launches on (the session's Hub has them off), and the service's loops quickened
+through the admin's ``rees_config.py``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import docker
-import pytest
 import requests
 
-from tests.helpers import (GitRepo, build_through_service, remove_built_images,
-                           start_demo_hub, stop_demo_hub)
 
 CULL_AFTER = 6  # seconds: the templates' cull-timeout here
 LIMITS = {"cpu": 0.5, "memory": "512M"}
@@ -32,33 +29,6 @@ def until(check, timeout: float, what: str, every: float = 0.3):
             return value
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
         time.sleep(every)
-
-
-@pytest.fixture(scope="module")
-def od_hub(base_image, tmp_path_factory):
-    state_dir = str(tmp_path_factory.mktemp("ondemand-hub"))
-    run = uuid.uuid4().hex[:6]
-    with open(os.path.join(state_dir, "rees_config.py"), "w") as f:
-        f.write("c.PoolManager.interval = 0.5\n"
-                "c.Culler.interval = 1\n"
-                "c.Culler.launch_grace = 30\n")
-    proc, hub = start_demo_hub(state_dir, {
-        "anonymous": {"enabled": True, "max_servers": 3, "launches_per_hour": 2},
-        "storage": {"volume_name": f"rees-od{run}-{{username}}"},
-        "builders": ["builder"],
-    })
-    hub.run = run
-    yield hub
-    stop_demo_hub(proc, hub)
-    remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
-
-
-@pytest.fixture(scope="module")
-def environment(od_hub, base_image, tmp_path_factory):
-    repo = GitRepo(str(tmp_path_factory.mktemp("od-repo")))
-    name = f"od-env-{od_hub.run}"
-    build_through_service(od_hub, repo, base_image, {"marker.txt": "on demand\n"}, name)
-    return name
 
 
 def register(hub, name, environment, token=None, **fields):
