@@ -112,11 +112,14 @@ def error_text(response: requests.Response) -> str:
 
 
 def api_error(body) -> str | None:
-    """The API's error JSON as one line, its ``error`` and the ``field`` it names."""
+    """The API's error JSON as one line, its ``error`` and the ``field`` it names (most
+    errors start with their field already)."""
     if not isinstance(body, dict) or not body.get("error"):
         return None
-    field = f" (field: {body['field']})" if body.get("field") else ""
-    return f"{body['error']}{field}"
+    error, field = str(body["error"]), body.get("field")
+    if field and not error.startswith(f"{field}: "):
+        error += f" (field: {field})"
+    return error
 
 
 def full_url(hub_url: str, location: str) -> str:
