@@ -333,7 +333,7 @@ def cmd_launch(api: Api, args) -> int:
     app = wait_ready(api, f"{path}/{app['id']}", app, token, args.timeout, args.json)
     url = full_url(api.hub_url, app["location"])
     if args.json:
-        emit_json({**app, "url": url})
+        emit_json({**app, "url": url, **({"token": token} if token else {})})
         return 0
     print(f"ready: {url}")
     if token:
@@ -359,7 +359,7 @@ def wait_ready(api: Api, path: str, app: dict, token: str | None, timeout: float
                 progress.show(f"starting {app['id']}: {app.get('pending') or 'waiting'}",
                               elapsed)
             time.sleep(POLL_EVERY)
-            app = {**app, **api.call("GET", path, token=token)}
+            app = api.call("GET", path, token=token)
     finally:
         if progress:
             progress.done()
