@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import GitRepo, remove_built_images, start_demo_hub, stop_demo_hub
+from tests.helpers import (GitRepo, build_through_service, remove_built_images,
+                           start_demo_hub, stop_demo_hub)
 from tljh_rees.engine.baseimage import BaseImageRecipe, default_ca_bundle, ensure_base_image
 from tljh_rees.engine.host import ensure_engine
 
@@ -85,6 +86,36 @@ def hub(base_image, tmp_path_factory, git_host, zenodo):
                              text=True).stdout.split()
     if volumes:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def od_hub(base_image, tmp_path_factory):
+    """A demo Hub with anonymous launches on (the session's ``hub`` has them off) and the
+    on-demand loops quickened; tests/test_ondemand.py and tests/test_client.py share it."""
+    state_dir = str(tmp_path_factory.mktemp("ondemand-hub"))
+    run = uuid.uuid4().hex[:6]
+    with open(os.path.join(state_dir, "rees_config.py"), "w") as f:
+        f.write("c.PoolManager.interval = 0.5\n"
+                "c.Culler.interval = 1\n"
+                "c.Culler.launch_grace = 30\n")
+    proc, hub = start_demo_hub(state_dir, {
+        "anonymous": {"enabled": True, "max_servers": 3, "launches_per_hour": 2},
+        "storage": {"volume_name": f"rees-od{run}-{{username}}"},
+        "builders": ["builder"],
+    })
+    hub.run = run
+    yield hub
+    stop_demo_hub(proc, hub)
+    remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
+
+
+@pytest.fixture(scope="session")
+def od_environment(od_hub, base_image, tmp_path_factory):
+    """A built environment on ``od_hub``, for templates to use."""
+    repo = GitRepo(str(tmp_path_factory.mktemp("od-repo")))
+    name = f"od-env-{od_hub.run}"
+    build_through_service(od_hub, repo, base_image, {"marker.txt": "on demand\n"}, name)
+    return name
 
 
 @pytest.fixture(scope="session")

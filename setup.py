@@ -38,6 +38,7 @@ setup(
         "mistune>=3,<4",
         "beautifulsoup4>=4.9,<5",  # the gallery resolves notebook images in its HTML
         "oras>=0.2,<0.3",
+        "requests>=2.28,<3",  # tljh-rees client
     ],
     entry_points={
         "tljh": ["rees = tljh_rees.plugin"],

@@ -2,8 +2,9 @@
 pools, anonymous launches with their tokens, culling by a template's timeouts, the caps,
 and a restart of the service with a pool running.
 
-A Hub of its own, with anonymous launches on (the session's Hub has them off), and the
-service's loops quickened through the admin's ``rees_config.py``.
+A Hub of its own, ``od_hub`` (in conftest.py, shared with tests/test_client.py), with
+anonymous launches on (the session's Hub has them off), and the service's loops quickened
+through the admin's ``rees_config.py``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import docker
-import pytest
 import requests
 
-from tests.helpers import (GitRepo, build_through_service, remove_built_images,
-                           start_demo_hub, stop_demo_hub)
 
 CULL_AFTER = 6  # seconds: the templates' cull-timeout here
 LIMITS = {"cpu": 0.5, "memory": "512M"}
@@ -34,36 +31,9 @@ def until(check, timeout: float, what: str, every: float = 0.3):
         time.sleep(every)
 
 
-@pytest.fixture(scope="module")
-def od_hub(base_image, tmp_path_factory):
-    state_dir = str(tmp_path_factory.mktemp("ondemand-hub"))
-    run = uuid.uuid4().hex[:6]
-    with open(os.path.join(state_dir, "rees_config.py"), "w") as f:
-        f.write("c.PoolManager.interval = 0.5\n"
-                "c.Culler.interval = 1\n"
-                "c.Culler.launch_grace = 30\n")
-    proc, hub = start_demo_hub(state_dir, {
-        "anonymous": {"enabled": True, "max_servers": 3, "launches_per_hour": 2},
-        "storage": {"volume_name": f"rees-od{run}-{{username}}"},
-        "builders": ["builder"],
-    })
-    hub.run = run
-    yield hub
-    stop_demo_hub(proc, hub)
-    remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
-
-
-@pytest.fixture(scope="module")
-def environment(od_hub, base_image, tmp_path_factory):
-    repo = GitRepo(str(tmp_path_factory.mktemp("od-repo")))
-    name = f"od-env-{od_hub.run}"
-    build_through_service(od_hub, repo, base_image, {"marker.txt": "on demand\n"}, name)
-    return name
-
-
-def register(hub, name, environment, token=None, **fields):
+def register(hub, name, od_environment, token=None, **fields):
     r = hub.rees("POST", "templates", token=token, json={
-        "name": name, "image-name": environment, "limits": LIMITS, **fields})
+        "name": name, "image-name": od_environment, "limits": LIMITS, **fields})
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -88,12 +58,12 @@ def containers_of(hub, user):
         "label": f"org.tljh-rees.user={user}"})
 
 
-def test_templates_are_registered_checked_and_changed(od_hub, environment):
+def test_templates_are_registered_checked_and_changed(od_hub, od_environment):
     hub = od_hub
     name = f"course-{hub.run}"
-    body = register(hub, name, environment, token=hub.user_token("builder"),
+    body = register(hub, name, od_environment, token=hub.user_token("builder"),
                     **{"cull-timeout": 600, "allowed-users": ["ada"]})
-    assert body["image-name"] == environment and body["image-kind"] == "environment"
+    assert body["image-name"] == od_environment and body["image-kind"] == "environment"
     assert body["limits"] == {"memory": "512M", "cpu": 0.5}
     assert body["status"] == "completed" and body["owner"] == "builder"
     assert body["time-created"] and body["time-modified"]
@@ -104,7 +74,7 @@ def test_templates_are_registered_checked_and_changed(od_hub, environment):
                     token=hub.user_token("zed")).status_code == 404
     # a plain user may not register, and bad fields are named
     r = hub.rees("POST", "templates", token=hub.user_token("zed"),
-                 json={"image-name": environment})
+                 json={"image-name": od_environment})
     assert r.status_code == 403 and "build permission" in r.json()["error"]
     for fields, field in (({"limits": {"cpu": 64}}, "limits.cpu"),
                           ({"limits": {"memory": "9T"}}, "limits.memory"),
@@ -114,11 +84,11 @@ def test_templates_are_registered_checked_and_changed(od_hub, environment):
                           ({"colour": "red"}, "colour"),
                           ({"command": "ipython notebook"}, "command")):
         r = hub.rees("POST", "templates", json={"name": f"bad-{hub.run}",
-                                                "image-name": environment, **fields})
+                                                "image-name": od_environment, **fields})
         assert r.status_code == 400 and r.json()["field"] == field, (fields, r.text)
     r = hub.rees("POST", "templates", json={"image-name": "no-such-environment"})
     assert r.status_code == 400 and r.json()["field"] == "image-name"
-    assert hub.rees("POST", "templates", json={"name": name, "image-name": environment}
+    assert hub.rees("POST", "templates", json={"name": name, "image-name": od_environment}
                     ).status_code == 409
     # the owner changes it; others may not
     r = hub.rees("PATCH", f"templates/{name}", token=hub.user_token("ada"),
@@ -135,10 +105,10 @@ def test_templates_are_registered_checked_and_changed(od_hub, environment):
 
 
 def test_a_pool_serves_anonymous_launches_refills_and_its_claims_are_culled(od_hub,
-                                                                           environment):
+                                                                           od_environment):
     hub = od_hub
     name = f"try-{hub.run}"
-    register(hub, name, environment, anonymous=True, **{"cull-timeout": CULL_AFTER})
+    register(hub, name, od_environment, anonymous=True, **{"cull-timeout": CULL_AFTER})
     r = hub.rees("POST", f"pools/{name}", json={"size": 2})
     assert r.status_code == 200 and r.json()["size"] == 2, r.text
     until(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 2, 180,
@@ -168,7 +138,7 @@ def test_a_pool_serves_anonymous_launches_refills_and_its_claims_are_culled(od_h
     others = anonymous(hub, "GET", "environments", token=app["token"])
     assert others.status_code == 200  # a signed-in caller of the service, no more
     assert anonymous(hub, "POST", "applications", token=app["token"],
-                     json={"environment": environment}).status_code == 403
+                     json={"environment": od_environment}).status_code == 403
     # no personal storage: no volume of the Hub's users is mounted
     (container,) = containers_of(hub, app["id"])
     assert not [m for m in container.attrs["Mounts"] if m["Type"] == "volume"]
@@ -197,10 +167,10 @@ def test_a_pool_serves_anonymous_launches_refills_and_its_claims_are_culled(od_h
 
 
 def test_a_signed_in_launch_gets_a_named_server_with_storage_and_is_culled(od_hub,
-                                                                          environment):
+                                                                          od_environment):
     hub = od_hub
     name = f"lesson-{hub.run}"
-    register(hub, name, environment, **{"cull-timeout": CULL_AFTER})
+    register(hub, name, od_environment, **{"cull-timeout": CULL_AFTER})
     token = hub.user_token("ada")
     r = hub.rees("POST", f"applications/{name}", token=token)
     assert r.status_code == 201, r.text
@@ -227,9 +197,9 @@ def test_a_signed_in_launch_gets_a_named_server_with_storage_and_is_culled(od_hu
     assert hub_user(hub, "ada").status_code == 200
 
 
-def test_anonymous_launches_only_of_anonymous_templates(od_hub, hub, environment):
+def test_anonymous_launches_only_of_anonymous_templates(od_hub, hub, od_environment):
     private = f"signed-in-only-{od_hub.run}"
-    register(od_hub, private, environment)
+    register(od_hub, private, od_environment)
     r = anonymous(od_hub, "POST", f"applications/{private}")
     assert r.status_code == 404 and "anonymous" in r.json()["error"]
     r = anonymous(od_hub, "POST", f"applications/{private}",
@@ -240,12 +210,12 @@ def test_anonymous_launches_only_of_anonymous_templates(od_hub, hub, environment
     assert r.status_code == 403 and "rees.anonymous.enabled" in r.json()["error"]
 
 
-def test_caps_answer_429_naming_the_cap(od_hub, environment):
+def test_caps_answer_429_naming_the_cap(od_hub, od_environment):
     """launches_per_hour is 2 per address, max_servers 3 in all; ``capped`` allows 2."""
     hub = od_hub
     capped, free = f"capped-{hub.run}", f"free-{hub.run}"
-    register(hub, capped, environment, anonymous=True, **{"max-servers": 2})
-    register(hub, free, environment, anonymous=True)
+    register(hub, capped, od_environment, anonymous=True, **{"max-servers": 2})
+    register(hub, free, od_environment, anonymous=True)
     launched = []
 
     def launch(template, address):
@@ -280,9 +250,9 @@ def test_caps_answer_429_naming_the_cap(od_hub, environment):
                      token=r.json()["token"]).status_code == 202
 
 
-def test_pools_never_exceed_the_machine(od_hub, environment):
+def test_pools_never_exceed_the_machine(od_hub, od_environment):
     name = f"huge-{od_hub.run}"
-    register(od_hub, name, environment, anonymous=True)
+    register(od_hub, name, od_environment, anonymous=True)
     cpus = os.cpu_count()
     r = od_hub.rees("POST", f"pools/{name}", json={"size": int(cpus / 0.5) + 1})
     assert r.status_code == 409, r.text
@@ -294,10 +264,10 @@ def test_pools_never_exceed_the_machine(od_hub, environment):
     assert r.status_code == 403 and "admins" in r.json()["error"]
 
 
-def test_a_pool_survives_a_restart_of_the_service(od_hub, environment):
+def test_a_pool_survives_a_restart_of_the_service(od_hub, od_environment):
     hub = od_hub
     name = f"steady-{hub.run}"
-    register(hub, name, environment, anonymous=True)
+    register(hub, name, od_environment, anonymous=True)
     assert hub.rees("POST", f"pools/{name}", json={"size": 1}).status_code == 200
     until(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 1, 180,
           "the pool's server is ready")
@@ -323,10 +293,10 @@ def test_a_pool_survives_a_restart_of_the_service(od_hub, environment):
           30, "a deleted template's temporary users go with it")
 
 
-def test_a_try_link_is_a_page_that_starts_nothing_by_itself(od_hub, environment):
+def test_a_try_link_is_a_page_that_starts_nothing_by_itself(od_hub, od_environment):
     hub = od_hub
     name = f"try-page-{hub.run}"
-    register(hub, name, environment, anonymous=True, **{"cull-timeout": 600})
+    register(hub, name, od_environment, anonymous=True, **{"cull-timeout": 600})
     before = {u["name"] for u in hub.request("GET", "/hub/api/users").json()}
     r = requests.get(f"{hub.service_url}/try/{name}", params={"labpath": "marker.txt"},
                      timeout=30)
@@ -338,6 +308,6 @@ def test_a_try_link_is_a_page_that_starts_nothing_by_itself(od_hub, environment)
                      timeout=30)
     assert r.status_code == 400 and "<script" not in r.text
     signed_in_only = f"try-closed-{hub.run}"
-    register(hub, signed_in_only, environment)
+    register(hub, signed_in_only, od_environment)
     assert requests.get(f"{hub.service_url}/try/{signed_in_only}",
                         timeout=30).status_code == 404

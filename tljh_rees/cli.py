@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", nargs="?", default="/opt/tljh/config/config.yaml")
     check.set_defaults(func=cmd_check_config)
 
+    from .client import add_client_parser
     from .export.command import add_build_parser
 
     add_build_parser(sub)
+    add_client_parser(sub)
     return parser
 
 
