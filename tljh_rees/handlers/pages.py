@@ -8,6 +8,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 from tornado.escape import xhtml_escape
 
+from ..settings import format_size
 from .base import BaseHandler, error_message
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
@@ -16,6 +17,7 @@ _jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoe
 # The service's own navigation (path under the service prefix, label).
 NAV = [("", "Environments"), ("gallery", "Gallery"), ("servers", "Servers")]
 NAV.append(("composer", "Composer"))
+NAV.append(("templates", "Templates"))
 
 
 class PageHandler(BaseHandler):
@@ -71,6 +73,18 @@ class ServersPage(PageHandler):
         self.render_page("servers.html", active="servers", **self.profiles_context())
 
 
+class TemplatesPage(PageHandler):
+    """Templates the caller may see; registering them (builders), their warm pools
+    (admins). The page asks the API for everything; it decides nothing itself."""
+
+    @web.authenticated
+    def get(self):
+        machine = self.settings["templates"].machine
+        self.render_page("templates.html", active="templates",
+                         machine={"cpus": f"{machine.cpus:g}",
+                                  "memory": format_size(machine.memory)})
+
+
 class EnvironmentsRedirect(BaseHandler):
     """``environments`` is the front page's older address."""
 
@@ -83,4 +97,5 @@ def routes() -> list:
         ("", EnvironmentsPage),
         ("environments", EnvironmentsRedirect),
         ("servers", ServersPage),
+        ("templates", TemplatesPage),
     ]
