@@ -220,3 +220,28 @@ def test_names_and_messages_are_shown_as_text(page, od_hub, environment):
         assert hub.rees("GET", f"templates/tui-esc-{hub.run}").status_code == 404
     finally:
         hub.rees("DELETE", f"templates/{listed}")
+
+
+def test_narrow_and_dark_layouts(page, od_hub, environment, shot):
+    hub = od_hub
+    name = f"tui-narrow-{hub.run}"
+    r = hub.rees("POST", "templates", json={"name": name, "image-name": environment,
+                                            "limits": LIMITS, "anonymous": True})
+    assert r.status_code == 201, r.text
+    try:
+        login(page, hub, "admin")
+        page.emulate_media(color_scheme="dark")
+        page.set_viewport_size({"width": 400, "height": 800})
+        page.goto(f"{hub.service_url}/templates")
+        expect(page.locator("html")).to_have_attribute("data-bs-theme", "dark")
+        expect(pool_row(page, name).locator("[data-col=size]")).to_have_text("no pool")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"the page is {width}px wide in a 400px window"
+        unlabelled = page.evaluate("""() => Array.from(
+            document.querySelectorAll('main input, main select'))
+            .filter((e) => !e.labels.length && !e.getAttribute('aria-label'))
+            .map((e) => e.id || e.outerHTML)""")
+        assert unlabelled == []
+        shot(page, "templates-narrow-dark")
+    finally:
+        hub.rees("DELETE", f"templates/{name}")

@@ -68,12 +68,12 @@
          el("span", { class: `badge rees-status ${TEMPLATE_STATUS[t.status] || ""}`,
                       dataset: { status: t.status } }, t.status)),
       el("td", { "data-label": "Limits", "data-col": "limits" }, limitsText(t.limits)),
-      el("td", { "data-label": "Cull timeout", "data-col": "cull-timeout" },
+      el("td", { "data-label": "Timeout", "data-col": "cull-timeout" },
          duration(t["cull-timeout"])),
       el("td", { "data-label": "Max age", "data-col": "max-age" }, duration(t["max-age"])),
       el("td", { "data-label": "Anonymous", "data-col": "anonymous" },
          t.anonymous ? "yes" : "no"),
-      el("td", { "data-label": "Allowed users", "data-col": "allowed-users" },
+      el("td", { "data-label": "Users", "data-col": "allowed-users" },
          users.length ? users.join(", ") : el("span", { class: "text-muted" }, "everyone")),
       el("td", { "data-label": "Owner", "data-col": "owner" }, t.owner),
       el("td", { "data-label": "" },
@@ -220,7 +220,7 @@
                        dataset: { progress: "" } }, bar)),
       cell("running", "Running"),
       cell("starting", "Starting"),
-      cell("claimed-last-hour", "Claimed (last hour)"),
+      cell("claimed-last-hour", "Claims/hour"),
       cell("error", "Error"),
       cell("set", "Set size",
            el("div", { class: "input-group input-group-sm rees-pool-size" },
@@ -243,8 +243,9 @@
     const size = pool ? pool.size : 0;
     const available = pool ? pool.available : 0;
     set("size", pool ? size : "no pool");
-    row.querySelector("[data-value]").textContent = `${available} of ${size}`;
+    row.querySelector("[data-value]").textContent = pool ? `${available} of ${size}` : "";
     const progress = row.querySelector("[data-progress]");
+    progress.classList.toggle("d-none", !pool);
     progress.setAttribute("aria-valuemax", String(size));
     progress.setAttribute("aria-valuenow", String(available));
     progress.querySelector("[data-bar]").style.width =
