@@ -148,6 +148,7 @@ MATRIX = [
     ("GET", "", PAGE, {}),
     ("GET", "environments", "302 302 302 302 302 302 302", {}),
     ("GET", "servers", PAGE, {}),
+    ("GET", "templates", PAGE, {}),
     ("GET", "launch/{priv}", PRIVATE_PAGE, {}),
     ("GET", "launch/{pub}", PAGE, {}),
     ("POST", "launch/{priv}", LAUNCH_PRIVATE.format(ok=400),

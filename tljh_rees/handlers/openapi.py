@@ -359,6 +359,8 @@ PAGES = {
     "/environments": {"get": op("The front page's older address.", {
         "302": {"description": "To the front page."}}, "pages", security=[])},
     "/servers": {"get": page("The caller's servers started from environments.", 403)},
+    "/templates": {"get": page("Templates the caller may see; registering them (builders) "
+                               "and their warm pools (admins).", 403)},
     "/launch/{environment}": {
         "parameters": [path_param("environment", "[a-z0-9._-]+", "An environment's name.")],
         "get": page("What a launch link would start; starts nothing.", 400, 403, 404, 409,

@@ -16,6 +16,7 @@ _jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoe
 # The service's own navigation (path under the service prefix, label).
 NAV = [("", "Environments"), ("gallery", "Gallery"), ("servers", "Servers")]
 NAV.append(("composer", "Composer"))
+NAV.append(("templates", "Templates"))
 
 
 def render_public(page: str, **context) -> str:
@@ -76,6 +77,26 @@ class ServersPage(PageHandler):
         self.render_page("servers.html", active="servers", **self.profiles_context())
 
 
+class TemplatesPage(PageHandler):
+    """Templates the caller may see; registering them (builders), their warm pools
+    (admins). The page asks the API for everything; it decides nothing itself."""
+
+    @web.authenticated
+    def get(self):
+        machine = self.settings["templates"].machine
+        self.render_page("templates.html", active="templates",
+                         machine={"cpus": f"{machine.cpus:g}",
+                                  "memory": readable_memory(machine.memory)})
+
+
+def readable_memory(size: int) -> str:
+    """Bytes as a person reads them: ``23.5G``, ``512M`` (binary units, as limits are)."""
+    for unit, factor in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + unit
+    return f"{size}B"
+
+
 class EnvironmentsRedirect(BaseHandler):
     """``environments`` is the front page's older address."""
 
@@ -88,4 +109,5 @@ def routes() -> list:
         ("", EnvironmentsPage),
         ("environments", EnvironmentsRedirect),
         ("servers", ServersPage),
+        ("templates", TemplatesPage),
     ]
