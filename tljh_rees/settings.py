@@ -57,6 +57,16 @@ def format_size(size: int) -> str:
     return str(size)
 
 
+def readable_size(size: int) -> str:
+    """Bytes as a person reads them, rounded: ``23.5G``, ``512M`` (binary units, as
+    limits are); ``format_size`` is the exact form, for values people wrote."""
+    for unit in ("T", "G", "M"):
+        factor = _SIZE_FACTORS[unit]
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + unit
+    return f"{size}B"
+
+
 @dataclass(frozen=True)
 class Profile:
     """A machine profile: the resources a server gets."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from ..errors import Conflict, Forbidden, InputError, NotFound
-from ..settings import format_size, parse_size
+from ..settings import format_size, parse_size, readable_size
 from ..store.models import Build, Environment, Template, TemporaryUser, iso, utcnow
 from .access import Viewer, visible_to
 from .catalog import Catalog, LaunchPlan
@@ -296,7 +296,7 @@ class TemplateCatalog:
                                                   f"{limits['memory']!r}") from None
             if memory < 64 * 1024**2 or memory > self.machine.memory:
                 raise InputError("limits.memory", f"expected 64M to "
-                                                  f"{format_size(self.machine.memory)} (this "
+                                                  f"{readable_size(self.machine.memory)} (this "
                                                   f"machine's memory), got {limits['memory']}")
         if limits.get("cpu") is not None:
             cpu = limits["cpu"]

@@ -8,6 +8,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 from tornado.escape import xhtml_escape
 
+from ..settings import readable_size
 from .base import BaseHandler, error_message
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
@@ -86,15 +87,7 @@ class TemplatesPage(PageHandler):
         machine = self.settings["templates"].machine
         self.render_page("templates.html", active="templates",
                          machine={"cpus": f"{machine.cpus:g}",
-                                  "memory": readable_memory(machine.memory)})
-
-
-def readable_memory(size: int) -> str:
-    """Bytes as a person reads them: ``23.5G``, ``512M`` (binary units, as limits are)."""
-    for unit, factor in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
-        if size >= factor:
-            return f"{size / factor:.1f}".removesuffix(".0") + unit
-    return f"{size}B"
+                                  "memory": readable_size(machine.memory)})
 
 
 class EnvironmentsRedirect(BaseHandler):

@@ -22,7 +22,7 @@ from ..catalog import Viewer
 from ..catalog.templates import Machine, TemplateCatalog
 from ..errors import Conflict, Forbidden, InputError, ReesError
 from ..hubapi import HubAPI
-from ..settings import format_size
+from ..settings import readable_size
 from ..store.models import Pool, Template, TemporaryUser, iso, utcnow
 from .temporary import TemporaryUsers
 
@@ -145,11 +145,11 @@ class PoolManager(LoggingConfigurable):
                 memory += (other.memory or 0) * pool.size
         if cpus > self.machine.cpus + 1e-9 or memory > self.machine.memory:
             raise Conflict(
-                f"pools would take {cpus:g} CPUs and {format_size(int(memory))} of memory, "
+                f"pools would take {cpus:g} CPUs and {readable_size(int(memory))} of memory, "
                 f"more than this machine has ({self.machine.cpus:g} CPUs, "
-                f"{format_size(self.machine.memory)}); {size} servers of {template.name!r} "
+                f"{readable_size(self.machine.memory)}); {size} servers of {template.name!r} "
                 f"need {template.cpu * size:g} CPUs and "
-                f"{format_size(int(template.memory * size))}", field="size")
+                f"{readable_size(int(template.memory * size))}", field="size")
 
     async def remove(self, viewer: Viewer, name: str) -> None:
         """Delete the pool and stop its unclaimed servers (claimed ones are people's)."""
