@@ -29,6 +29,8 @@ from .catalog import Catalog, LaunchPlan, Profiles, Viewer
 from .catalog.templates import Machine, TemplateCatalog
 from .engine.images import SERVER_ENVIRONMENT_LABEL
 from .errors import ReesError
+from .services.kinds import ServiceCatalog
+from .services.runner import ServiceFailed, ServiceRunner
 
 ALLOWED_OPTIONS = {"environment", "profile", "template"}
 READ_LABEL = LABEL_PREFIX + "user-lookup"  # containers created (never started) to read files
@@ -59,6 +61,10 @@ class ReesSpawner(DockerSpawner):
         "", config=True,
         help="Origins whose pages may use servers of environments made from Binder links "
              "(their --ServerApp.allow_origin); '' for none.")
+    services = Dict(config=True, help="The add-on services the admin offers (rees.services), "
+                                      "as tljh_rees.services.kinds.ServiceCatalog takes them.")
+    service_health_timeout = Integer(
+        90, config=True, help="Seconds a server's services may take to become healthy.")
     template_images = List(Unicode(), config=True,
                            help="Plain images templates may use (rees.templates.allowed_images).")
     spawn_page_limit = Integer(
@@ -227,12 +233,15 @@ class ReesSpawner(DockerSpawner):
             raise hub_error(e.status, e.message) from None
         self.image, self.environment_name = plan.image, plan.environment
         self.template_name = options.get("template") or ""
+        self.service_specs = list(getattr(plan, "services", ()) or ())
         self.mem_limit = (plan.profile or {}).get("memory")
         self.cpu_limit = (plan.profile or {}).get("cpu")
 
     binder_server = False  # of an environment made from a Binder link, or anonymous
     temporary = False  # a temporary user's (an anonymous visitor's) server
     template_name = ""
+    service_specs: list = []  # this start's add-on services
+    service_env: dict = {}  # how the server reaches them
 
     def get_args(self):
         """Binder clients on other pages drive the kernels of servers made from links."""
@@ -248,6 +257,7 @@ class ReesSpawner(DockerSpawner):
         env = super().get_env()
         if self.binder_server:
             env["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] = "1"
+        env.update(self.service_env)  # how to reach this server's add-on services
         return env
 
     async def _inspect(self, image: str) -> dict:
@@ -326,6 +336,7 @@ class ReesSpawner(DockerSpawner):
         env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
         home = env.get("HOME") or "/home/jovyan"
         uid, gid = await self._server_user(self.image, info)
+        self._account = (home, uid, gid)
         volume = self.volume_name_template.format(username=self.escaped_name)
         mount_path = f"{home.rstrip('/')}/{self.storage_path}"
         volumes = {}
@@ -346,8 +357,23 @@ class ReesSpawner(DockerSpawner):
         if self.template_name:
             labels[LABEL_PREFIX + "template"] = self.template_name
         self.extra_create_kwargs = {"labels": labels}
+        self.service_env = {}
+        if self.service_specs:
+            await self._start_services()
         try:
-            ip, port = await super().start()
+            ip, port = await self._start_container()
+            if self.service_specs:
+                await self._join_services()
+        except BaseException:
+            if self.service_specs:
+                await self.service_runner.stop(self.container_name)
+            raise
+        await self._until_answering(ip, port)
+        return ip, port
+
+    async def _start_container(self) -> tuple[str, int]:
+        try:
+            return await super().start()
         except ImageNotFound:
             raise hub_error(404, "The environment's image is gone; it was deleted while "
                                  "starting.") from None
@@ -356,8 +382,52 @@ class ReesSpawner(DockerSpawner):
                                  f"{e.explanation or e}") from None
         except DockerException as e:
             raise hub_error(503, f"The Docker engine is not reachable: {e}") from None
-        await self._until_answering(ip, port)
-        return ip, port
+
+    # -- add-on services ------------------------------------------------------------------
+
+    _service_runner: ServiceRunner | None = None
+
+    @property
+    def service_runner(self) -> ServiceRunner:
+        if self._service_runner is None:
+            catalog = ServiceCatalog.from_config(self.services)
+            self._service_runner = ServiceRunner(
+                self.client, catalog, lambda name, version: catalog.image(name, version),
+                health_timeout=self.service_health_timeout)
+        return self._service_runner
+
+    def service_volume(self, service: str) -> str:
+        """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``)."""
+        return f"{self.volume_name_template.format(username=self.escaped_name)}-{service}"
+
+    async def _start_services(self) -> None:
+        """Start this server's services first: the server then starts knowing how to reach
+        them. A service that fails stops the launch with its own last log lines."""
+        try:
+            running = await self.service_runner.start(
+                self.container_name, self.user.name, self.service_specs, self.service_volume)
+        except ServiceFailed as e:
+            raise hub_error(500, str(e)) from None
+        except DockerException as e:
+            raise hub_error(503, f"Could not start the server's services: {e}") from None
+        self.service_env = running.env
+        self._service_network = running.network
+
+    async def _join_services(self) -> None:
+        """Put the started server on its services' private network, and write how to reach
+        them to ``~/.rees/services.env`` (readable by the server's user only), for tools
+        that do not read the environment."""
+        await asyncio.to_thread(self.client.connect_container_to_network, self.container_id,
+                                self._service_network)
+        home, uid, gid = self._account
+        text = "".join(f"{key}={value}\n" for key, value in sorted(self.service_env.items()))
+        await asyncio.to_thread(self.client.put_archive, self.container_id, home,
+                                env_file_archive(text, uid, gid))
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        if self.services:
+            await self.service_runner.stop(self.container_name)
 
     async def _until_answering(self, ip: str, port: int) -> None:
         """Return once the new server answers HTTP (or after ``http_timeout``).
@@ -405,6 +475,20 @@ def read_image_files(api, image: str, paths) -> dict[str, str]:
     finally:
         api.remove_container(container["Id"], force=True)
     return found
+
+
+def env_file_archive(text: str, uid: int, gid: int) -> bytes:
+    """A tar of ``.rees/services.env`` holding ``text``, owned by ``uid:gid``, mode 0600."""
+    buffer = io.BytesIO()
+    data = text.encode()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo(".rees")
+        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o700, uid, gid
+        tar.addfile(folder)
+        info = tarfile.TarInfo(".rees/services.env")
+        info.size, info.mode, info.uid, info.gid = len(data), 0o600, uid, gid
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _read_at_most(chunks, limit: int) -> bytes | None:

@@ -41,6 +41,7 @@ class TemplatePlan(LaunchPlan):
     template: str = ""
     temporary: bool = False
     anonymous: bool = False
+    services: tuple = ()  # [{"name", "version", "params"}], checked when registered
 
 
 def template_json(template: Template, status: str | None = None) -> dict:
@@ -171,7 +172,8 @@ class TemplateCatalog:
             image = env.image_id
         limits = {"name": f"template {name}", "cpu": template.cpu, "memory": template.memory}
         return TemplatePlan(template.image_name, image, limits, template=name,
-                            temporary=temporary is not None, anonymous=template.anonymous)
+                            temporary=temporary is not None, anonymous=template.anonymous,
+                            services=tuple(json.loads(template.services or "[]")))
 
     # -- writing --------------------------------------------------------------------------
 

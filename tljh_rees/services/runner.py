@@ -1,0 +1,167 @@
+"""Running a server's add-on services: a private network per server, each service in its
+own container there (started together, then health-checked), and the connection details
+the notebook server gets.
+
+The network is ``internal``: nothing on it is published on a host port or reachable
+from the Hub's bridge, where every other server lives. Only the server it belongs to
+joins it. Passwords are made here for each launch and reach the service only through its
+environment (never a command line or a label) and the server through its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from docker.errors import APIError, NotFound
+
+from .. import LABEL_PREFIX
+from .kinds import PASSWORD_ENV, ServiceCatalog
+
+OWNER_LABEL = LABEL_PREFIX + "services-of"  # the notebook container's name
+SERVICE_LABEL = LABEL_PREFIX + "service"
+LOG_LINES = 20
+
+
+class ServiceFailed(Exception):
+    """A service did not become healthy: the message has its name and its last log lines."""
+
+
+@dataclass
+class Running:
+    """What a started set of services gives the notebook server."""
+
+    network: str
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[dict] = field(default_factory=list)  # name, version, host, port
+
+
+class ServiceRunner:
+    """Starts and stops the services of one server, through the docker ``api`` client."""
+
+    def __init__(self, api, catalog: ServiceCatalog, image_for: Callable[[str, str], str],
+                 health_timeout: float = 90, progress: Callable[[str], None] = lambda m: None):
+        self.api = api
+        self.catalog = catalog
+        self.image_for = image_for  # (kind name, version) -> an image tag that exists
+        self.health_timeout = health_timeout
+        self.progress = progress
+
+    @staticmethod
+    def network_name(server: str) -> str:
+        return f"{server}--services"
+
+    async def start(self, server: str, user: str, services: list[dict], volume_for) -> Running:
+        """Start ``services`` (normalized: name, version, params) for the notebook container
+        named ``server`` of ``user``. ``volume_for(name)`` names a service's persistent
+        volume. On any failure everything started here is removed, then the error raised."""
+        network = self.network_name(server)
+        running = Running(network)
+        try:
+            await asyncio.to_thread(self._network, network, server, user)
+            started = await asyncio.gather(*(
+                self._start_one(server, user, network, spec, volume_for)
+                for spec in services))
+            for spec, password in started:
+                kind = self.catalog.kind(spec["name"])
+                running.env.update(kind.connection_env(spec["name"], password, spec["params"]))
+                running.services.append({"name": spec["name"], "version": spec["version"],
+                                         "host": spec["name"], "port": kind.port})
+        except BaseException:
+            await self.stop(server)
+            raise
+        return running
+
+    def _network(self, network: str, server: str, user: str) -> None:
+        try:
+            self.api.remove_network(network)  # one left by a crash
+        except NotFound:
+            pass
+        self.api.create_network(network, driver="bridge", internal=True, labels={
+            OWNER_LABEL: server, LABEL_PREFIX + "user": user})
+
+    async def _start_one(self, server, user, network, spec, volume_for) -> tuple[dict, str]:
+        name, version = spec["name"], spec["version"]
+        kind = self.catalog.kind(name)
+        limits = self.catalog.limits(name)
+        password = secrets.token_urlsafe(24)
+        self.progress(f"starting {name} {version}")
+        image = await asyncio.to_thread(self.image_for, name, version)
+        mounts = {}
+        if self.catalog.persistent(name):
+            mounts[volume_for(name)] = {"bind": kind.data_dir, "mode": "rw"}
+        container = f"{server}--{name}"
+        await asyncio.to_thread(self._remove, container)
+
+        def create() -> str:
+            host = self.api.create_host_config(
+                binds=mounts, network_mode=network, mem_limit=limits.get("memory"),
+                nano_cpus=int(limits["cpu"] * 1e9) if limits.get("cpu") else None,
+                security_opt=["no-new-privileges"], cap_drop=["NET_RAW"])
+            networking = self.api.create_networking_config({
+                network: self.api.create_endpoint_config(aliases=[name])})
+            made = self.api.create_container(
+                image, command=kind.command(version, spec["params"]), name=container,
+                environment={PASSWORD_ENV: password, **kind.environment(spec["params"])},
+                labels={OWNER_LABEL: server, SERVICE_LABEL: name,
+                        LABEL_PREFIX + "user": user},
+                host_config=host, networking_config=networking)
+            self.api.start(made["Id"])
+            return made["Id"]
+
+        container_id = await asyncio.to_thread(create)
+        await self._until_healthy(name, kind, container_id, password)
+        self.progress(f"{name} {version} is ready")
+        return spec, password
+
+    async def _until_healthy(self, name, kind, container_id, password) -> None:
+        deadline = time.monotonic() + self.health_timeout
+        while True:
+            state = await asyncio.to_thread(self.api.inspect_container, container_id)
+            if not state["State"]["Running"]:
+                raise ServiceFailed(self._failure(name, container_id, password, "it stopped"))
+            if await asyncio.to_thread(self._healthy, kind, container_id, password):
+                return
+            if time.monotonic() > deadline:
+                raise ServiceFailed(self._failure(
+                    name, container_id, password,
+                    f"not healthy after {self.health_timeout:g} s"))
+            await asyncio.sleep(0.3)
+
+    def _healthy(self, kind, container_id, password) -> bool:
+        exec_id = self.api.exec_create(container_id, kind.health_command(),
+                                       environment=kind.health_environment(password))
+        self.api.exec_start(exec_id)
+        return self.api.exec_inspect(exec_id)["ExitCode"] == 0
+
+    def _failure(self, name, container_id, password, why) -> str:
+        try:
+            text = self.api.logs(container_id, tail=LOG_LINES).decode("utf-8", "replace")
+        except APIError:
+            text = ""
+        lines = [line.replace(password, "[secret]") for line in text.splitlines() if line]
+        shown = "\n".join(lines[-LOG_LINES:]) or "(no output)"
+        return f"The {name} service did not start ({why}). Its last lines:\n{shown}"
+
+    def _remove(self, container: str) -> None:
+        try:
+            self.api.remove_container(container, force=True, v=False)
+        except NotFound:
+            pass
+
+    async def stop(self, server: str) -> None:
+        """Remove the server's service containers (their persistent volumes stay) and its
+        network."""
+        def remove() -> None:
+            for found in self.api.containers(all=True, filters={
+                    "label": f"{OWNER_LABEL}={server}"}):
+                self._remove(found["Id"])
+            try:
+                self.api.remove_network(self.network_name(server))
+            except NotFound:
+                pass
+
+        await asyncio.to_thread(remove)
