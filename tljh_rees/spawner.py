@@ -29,6 +29,7 @@ from .catalog import Catalog, LaunchPlan, Profiles, Viewer
 from .catalog.templates import Machine, TemplateCatalog
 from .engine.images import SERVER_ENVIRONMENT_LABEL
 from .errors import ReesError
+from .services.kinds import ServiceCatalog
 
 ALLOWED_OPTIONS = {"environment", "profile", "template"}
 READ_LABEL = LABEL_PREFIX + "user-lookup"  # containers created (never started) to read files
@@ -61,6 +62,9 @@ class ReesSpawner(DockerSpawner):
              "(their --ServerApp.allow_origin); '' for none.")
     template_images = List(Unicode(), config=True,
                            help="Plain images templates may use (rees.templates.allowed_images).")
+    services = Dict(config=True,
+                    help="Add-on services this site offers, by kind (rees.services; "
+                         "ServiceSettings.to_dict of each).")
     spawn_page_limit = Integer(
         30, config=True,
         help="Environments listed on the spawn page; others are found by typing a name.")
@@ -95,7 +99,8 @@ class ReesSpawner(DockerSpawner):
     def templates(self) -> TemplateCatalog:
         if self._templates is None:  # the spawner checks no limits: the service did
             self._templates = TemplateCatalog(self.catalog, Machine(0, 0),
-                                              self.template_images)
+                                              self.template_images,
+                                              ServiceCatalog.from_config(self.services))
         return self._templates
 
     def viewer(self) -> Viewer:
