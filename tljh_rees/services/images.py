@@ -21,7 +21,7 @@ from ..engine.baseimage import (
 from ..engine.docker import client
 from .kinds import START_SCRIPT, ServiceKind
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 SERVICE_LABEL = "org.tljh-rees.service"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -69,6 +69,10 @@ class ServiceImageRecipe:
             # no daemon starts during the build (there is no init to start it)
             "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d",
             "chmod 755 /usr/sbin/policy-rc.d",
+            # the service user first, with a fixed id (the package keeps an existing one)
+            f"groupadd --system --gid {kind.uid} {kind.user}",
+            f"useradd --system --uid {kind.uid} --gid {kind.uid} --no-create-home "
+            f"--home-dir {kind.home} --shell /bin/sh {kind.user}",
             "apt-get update -qq",
             "apt-get install -y -qq --no-install-recommends "
             + " ".join(kind.packages(version)),

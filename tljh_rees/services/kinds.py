@@ -35,6 +35,8 @@ class ServiceKind:
     versions: tuple[str, ...] = ()
     port = 0
     user = ""  # the unprivileged user the server runs as (made by the Debian package)
+    uid = 999  # fixed (made before the package's own) so a tmpfs can be given to it
+    home = "/var/lib/rees-service"
     role = ""  # the database role a notebook connects as, where the kind has roles
     data_dir = "/var/lib/rees-service/data"  # persistent data: mount a volume here
     run_dir = "/run/rees-service"  # sockets and runtime files, owned by ``user``
@@ -44,6 +46,10 @@ class ServiceKind:
     default_memory = 256 * 1024**2
     default_cpu = 0.5
     start_template = ""
+
+    def tmpfs_options(self) -> str:
+        """``docker run --tmpfs DATA_DIR:<these>`` for data that need not persist."""
+        return f"uid={self.uid},gid={self.uid},mode=0700"
 
     def newest(self) -> str:
         return max(self.versions, key=lambda v: tuple(int(x) for x in v.split(".")))
@@ -99,6 +105,7 @@ class Postgres(ServiceKind):
     versions = ("15",)
     port = 5432
     user = "postgres"
+    home = "/var/lib/postgresql"
     role = "notebook"  # the role the notebook connects as: owns its database, no superuser
     stop_signal = "SIGINT"  # PostgreSQL's fast shutdown
     params = {
@@ -146,6 +153,7 @@ class Redis(ServiceKind):
     versions = ("7",)
     port = 6379
     user = "redis"
+    home = "/var/lib/redis"
     params = {
         "maxmemory": Size(default="64M", low="16M", high="2G"),
         "maxmemory_policy": Choice(default="noeviction",
