@@ -17,7 +17,11 @@ import pytest
 
 from tljh_rees.engine.baseimage import default_ca_bundle
 from tljh_rees.services import PASSWORD_ENV, kind_named
-from tljh_rees.services.images import SERVICE_LABEL, ServiceImageRecipe, ensure_service_image
+from tljh_rees.services.images import (
+    SERVICE_LABEL,
+    ServiceImageRecipe,
+    ensure_service_image,
+)
 
 # Quotes, backslash, URL-reserved characters and a space: every layer must pass it as is.
 PASSWORD = "p'w\"d\\ @/:x"

@@ -161,7 +161,7 @@ class ServiceSettings:
                 "cpu": self.cpu, "persistent": self.persistent, "params": dict(self.params)}
 
     @classmethod
-    def from_dict(cls, name: str, raw: dict) -> "ServiceSettings":
+    def from_dict(cls, name: str, raw: dict) -> ServiceSettings:
         return cls(name=name, enabled=bool(raw.get("enabled")),
                    version=str(raw.get("version") or ""), memory=raw.get("memory"),
                    cpu=raw.get("cpu"), persistent=bool(raw.get("persistent", True)),

@@ -137,7 +137,7 @@ def test_connection_env():
 
 
 def test_no_command_carries_the_password():
-    for name, kind_class in KINDS.items():
+    for kind_class in KINDS.values():
         kind = kind_class()
         for version in kind.versions:
             params = kind.check_params({})

@@ -15,7 +15,12 @@ import tarfile
 from dataclasses import dataclass
 
 from ..engine.baseimage import (
-    CA_ENV_NAMES, CA_PATH_IN_IMAGE, BaseImageError, BaseImageRecipe, Progress, _exists,
+    CA_ENV_NAMES,
+    CA_PATH_IN_IMAGE,
+    BaseImageError,
+    BaseImageRecipe,
+    Progress,
+    _exists,
     _make_rootfs,
 )
 from ..engine.docker import client

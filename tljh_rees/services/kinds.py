@@ -58,7 +58,7 @@ class ServiceKind:
         """The Debian packages to install for ``version``."""
         raise NotImplementedError
 
-    def build_steps(self, version: str) -> list[str]:  # noqa: ARG002
+    def build_steps(self, version: str) -> list[str]:
         """Shell commands run as root right after the packages are installed."""
         return []
 
@@ -83,7 +83,7 @@ class ServiceKind:
         a bad or unknown one raises InputError at ``<where>.<name>``."""
         return check_params(self.params, params, where, defaults)
 
-    def min_memory(self, params: dict) -> int:  # noqa: ARG002
+    def min_memory(self, params: dict) -> int:
         """The least memory limit these (checked) parameters work in."""
         return 32 * 1024**2
 
@@ -164,7 +164,7 @@ class Redis(ServiceKind):
     default_memory = 128 * 1024**2
     start_template = scripts.REDIS
 
-    def packages(self, version: str) -> list[str]:  # noqa: ARG002 (bookworm has one)
+    def packages(self, version: str) -> list[str]:
         return ["redis-server"]
 
     def verify_command(self, version: str) -> str:
@@ -173,7 +173,7 @@ class Redis(ServiceKind):
     def min_memory(self, params: dict) -> int:
         return parse_size(params["maxmemory"]) + 32 * 1024**2
 
-    def command(self, version: str, params: dict) -> list[str]:  # noqa: ARG002
+    def command(self, version: str, params: dict) -> list[str]:
         return [START_SCRIPT, "--maxmemory", str(parse_size(params["maxmemory"])),
                 "--maxmemory-policy", params["maxmemory_policy"],
                 "--appendonly", "yes" if params["appendonly"] else "no"]
@@ -184,7 +184,7 @@ class Redis(ServiceKind):
         return ["sh", "-c", f'REDISCLI_AUTH="${PASSWORD_ENV}" redis-cli -h 127.0.0.1 '
                             f"-p {self.port} ping | grep -qx PONG"]
 
-    def connection_env(self, host: str, password: str, params: dict) -> dict[str, str]:  # noqa: ARG002
+    def connection_env(self, host: str, password: str, params: dict) -> dict[str, str]:
         return {"REDIS_URL": f"redis://:{quote(password, safe='')}@{host}:{self.port}/0",
                 "REDIS_HOST": host, "REDIS_PORT": str(self.port), "REDIS_PASSWORD": password}
 
