@@ -51,6 +51,7 @@ from .ondemand.applications import Applications
 from .ondemand.culler import Culler
 from .ondemand.pools import PoolManager
 from .ondemand.temporary import TemporaryUsers
+from .services.kinds import ServiceCatalog
 from .settings import machine_memory
 from .store.db import open_database
 from .store.logs import LogStore
@@ -102,6 +103,9 @@ class ReesService(Application):
              "proxies and clients keep the connection open during quiet build steps.")
     template_images = List(Unicode(), config=True,
                            help="Plain images templates may use (rees.templates.allowed_images).")
+    services = Dict(config=True,
+                    help="Add-on services this site offers, by kind (rees.services; "
+                         "ServiceSettings.to_dict of each).")
     machine_cpus = Float(config=True, help="CPUs templates and pools are sized against "
                                            "(default: this machine's).")
     machine_memory = Integer(config=True, help="Bytes of memory templates and pools are "
@@ -180,7 +184,8 @@ class ReesService(Application):
         binder = BinderLinks(builds, parent=self)
         launcher = Launcher(catalog, hub)
         templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
-                                    self.template_images)
+                                    self.template_images,
+                                    ServiceCatalog.from_config(self.services))
         temporary = TemporaryUsers(templates, hub)
         pools = PoolManager(templates, temporary, hub, templates.machine, parent=self)
         applications = Applications(templates, temporary, pools, hub, launcher,

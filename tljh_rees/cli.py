@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 
 
 def cmd_demo(args) -> int:
@@ -34,6 +35,44 @@ def cmd_base_image(args) -> int:
     tag = ensure_base_image(recipe,
                             progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(tag)
+    return 0
+
+
+def cmd_service_images(args) -> int:
+    from .engine.baseimage import default_ca_bundle
+    from .services.images import ensure_service_image, service_recipes
+    from .services.kinds import ServiceCatalog
+    from .settings import SettingsError, parse_settings
+
+    section = _tljh_rees_section()
+    try:
+        settings = parse_settings(section)
+    except SettingsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    catalog = ServiceCatalog({s.name: s for s in settings.services})
+    if args.service:  # named ones, even if not enabled (to pre-build before enabling)
+        from .services.kinds import KINDS
+
+        unknown = [n for n in args.service if n not in KINDS]
+        if unknown:
+            print(f"unknown service {', '.join(unknown)}; known: {', '.join(KINDS)}",
+                  file=sys.stderr)
+            return 2
+        catalog = ServiceCatalog({s.name: replace(s, enabled=True) for s in settings.services
+                                  if s.name in args.service})
+    if not catalog.offered():
+        print("no add-on service is enabled (rees.services.<name>.enabled); name one to "
+              "build it anyway", file=sys.stderr)
+        return 0
+    ca = args.ca_bundle
+    if ca is None:
+        ca = settings.builds.ca_bundle or default_ca_bundle()
+    for recipe in service_recipes(catalog, ca_bundle=ca,
+                                  mirror=args.mirror or settings.base_image_mirror):
+        tag = ensure_service_image(recipe,
+                                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+        print(tag)
     return 0
 
 
@@ -92,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "root, no user, buildpack-deps' tools; without this, a ready "
                            "jupyterhub-singleuser image for Dockerfile repositories")
     base.set_defaults(func=cmd_base_image)
+
+    services = sub.add_parser("service-images",
+                              help="make the images of the enabled add-on services "
+                                   "(rees.services), or of those named; prints their tags")
+    services.add_argument("service", nargs="*", help="postgres, redis (default: the enabled)")
+    services.add_argument("--ca-bundle", help="CA bundle to trust in the images (default: "
+                                              "rees.builds.ca_bundle, else the host's)")
+    services.add_argument("--mirror", help="Debian mirror (default: rees.base_image_mirror)")
+    services.set_defaults(func=cmd_service_images)
 
     check = sub.add_parser("check-config", help="validate the rees section of a TLJH config")
     check.add_argument("config", nargs="?", default="/opt/tljh/config/config.yaml")

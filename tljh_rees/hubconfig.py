@@ -56,6 +56,7 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Applications.max_anonymous = settings.anonymous.max_servers
     c.Applications.launches_per_hour = settings.anonymous.launches_per_hour
     c.ReesService.template_images = list(settings.template_images)
+    c.ReesService.services = service_offer(settings)
     c.BuildManager.concurrency = settings.builds.concurrency
     c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
     c.BuildManager.timeout = settings.builds.timeout
@@ -63,6 +64,11 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Repo2DockerBuilder.base_image = settings.builds.base_image
     c.Repo2DockerBuilder.build_args = dict(settings.builds.build_args)
     return c
+
+
+def service_offer(settings: Settings) -> dict:
+    """``rees.services`` as plain dicts by kind (``ServiceCatalog.from_config`` reads it)."""
+    return {s.name: s.to_dict() for s in settings.services}
 
 
 def _list_setting(c_section, name: str) -> list:
@@ -172,6 +178,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     c.ReesSpawner.catalog_db = os.path.join(settings.state_dir, "rees.sqlite")
     c.ReesSpawner.binder_allow_origin = settings.binder.cors_allow_origin
     c.ReesSpawner.template_images = list(settings.template_images)
+    c.ReesSpawner.services = service_offer(settings)
+    c.ReesSpawner.service_ca_bundle = settings.builds.ca_bundle
+    c.ReesSpawner.service_mirror = settings.base_image_mirror
     c.ReesSpawner.volume_name_template = settings.storage.volume_name
     c.ReesSpawner.storage_path = settings.storage.path
     c.ReesSpawner.data_mounts = [

@@ -145,6 +145,30 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    """An add-on service kind as this site offers it (``rees.services.<name>``)."""
+
+    name: str
+    enabled: bool = False
+    version: str = ""
+    memory: int | None = None  # bytes, the service container's limit
+    cpu: float | None = None
+    persistent: bool = True
+    params: dict = field(default_factory=dict)  # the admin's defaults, checked, complete
+
+    def to_dict(self) -> dict:
+        return {"enabled": self.enabled, "version": self.version, "memory": self.memory,
+                "cpu": self.cpu, "persistent": self.persistent, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, name: str, raw: dict) -> ServiceSettings:
+        return cls(name=name, enabled=bool(raw.get("enabled")),
+                   version=str(raw.get("version") or ""), memory=raw.get("memory"),
+                   cpu=raw.get("cpu"), persistent=bool(raw.get("persistent", True)),
+                   params=dict(raw.get("params") or {}))
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: str = DEFAULT_STATE_DIR
     service_ip: str = "127.0.0.1"
@@ -164,6 +188,10 @@ class Settings:
     template_images: tuple[str, ...] = ()  # plain images templates may use
     builders: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
+    services: tuple[ServiceSettings, ...] = ()  # one per known kind, enabled or not
+
+    def service(self, name: str) -> ServiceSettings | None:
+        return next((s for s in self.services if s.name == name), None)
 
     def profile(self, name: str) -> Profile | None:
         return next((p for p in self.profiles if p.name == name), None)
@@ -343,7 +371,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         data,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
-         "anonymous", "templates", "builders",
+         "anonymous", "templates", "builders", "services",
          "admins"},
         p,
     )
@@ -498,6 +526,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
                               "a list of image names, like jupyter/base-notebook:2024"),
         builders=r.get(data, "builders", p, (), _users, "a list of user names"),
         admins=r.get(data, "admins", p, (), _users, "a list of user names"),
+        services=_service_settings(r, r.section(data, "services", p), f"{p}.services",
+                                   cpu_count, memory_total),
     )
     if r.problems:
         raise SettingsError(r.problems)
@@ -537,6 +567,54 @@ def _binder_settings(r: _Reader, raw: dict, bp: str) -> BinderSettings:
                                 "'*' or one origin like https://docs.example.org"),
         base_urls=base_urls,
     )
+
+
+def _service_settings(r: _Reader, raw: dict, sp: str, cpu_count: int | None,
+                      memory_total: int | None) -> tuple[ServiceSettings, ...]:
+    from .errors import InputError
+    from .services.kinds import KINDS  # the kinds use this module's sizes
+
+    r.unknown(raw, set(KINDS), sp)
+    result = []
+    for name, kind_class in KINDS.items():
+        kind, kp = kind_class(), f"{sp}.{name}"
+        entry = r.section(raw, name, sp)
+        r.unknown(entry, {"enabled", "version", "memory", "cpu", "persistent", "params"}, kp)
+
+        def _version(v, kind=kind):
+            if str(v) not in kind.versions:
+                raise ValueError(v)
+            return str(v)
+
+        memory = r.get(entry, "memory", kp, kind.default_memory, _memory,
+                       "a size like 256M (at least 6M)")
+        if memory_total and memory > memory_total:
+            r.problems.append(f"{kp}.memory: expected at most {format_size(memory_total)} "
+                              f"(the memory of this machine), got {format_size(memory)}")
+        cpu = r.get(entry, "cpu", kp, kind.default_cpu, _positive_float,
+                    "a number of CPUs like 1 or 0.5")
+        if cpu_count and cpu > cpu_count:
+            r.problems.append(f"{kp}.cpu: expected at most {cpu_count} (the CPUs of this "
+                              f"machine), got {cpu:g}")
+        try:
+            params = kind.check_params(entry.get("params"), f"{kp}.params")
+        except InputError as e:
+            r.problems.append(str(e))
+            params = kind.check_params({})
+        if kind.min_memory(params) > memory:
+            r.problems.append(f"{kp}.memory: expected at least "
+                              f"{format_size(kind.min_memory(params))} for these params, "
+                              f"got {format_size(memory)}")
+        result.append(ServiceSettings(
+            name=name,
+            enabled=r.get(entry, "enabled", kp, False, _bool, "true or false"),
+            version=r.get(entry, "version", kp, kind.newest(), _version,
+                          f"one of {', '.join(kind.versions)}"),
+            memory=memory, cpu=cpu,
+            persistent=r.get(entry, "persistent", kp, True, _bool, "true or false"),
+            params=params,
+        ))
+    return tuple(result)
 
 
 def merge_defaults(config: dict, defaults: dict = DEFAULTS) -> bool:

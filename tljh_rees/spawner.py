@@ -29,7 +29,8 @@ from .catalog import Catalog, LaunchPlan, Profiles, Viewer
 from .catalog.templates import Machine, TemplateCatalog
 from .engine.images import SERVER_ENVIRONMENT_LABEL
 from .errors import ReesError
-from .services.kinds import ServiceCatalog
+from .services.images import ServiceImageRecipe, ensure_service_image
+from .services.kinds import ServiceCatalog, kind_named
 from .services.runner import ServiceFailed, ServiceRunner
 
 ALLOWED_OPTIONS = {"environment", "profile", "template"}
@@ -61,12 +62,18 @@ class ReesSpawner(DockerSpawner):
         "", config=True,
         help="Origins whose pages may use servers of environments made from Binder links "
              "(their --ServerApp.allow_origin); '' for none.")
-    services = Dict(config=True, help="The add-on services the admin offers (rees.services), "
-                                      "as tljh_rees.services.kinds.ServiceCatalog takes them.")
     service_health_timeout = Integer(
         90, config=True, help="Seconds a server's services may take to become healthy.")
+    service_ca_bundle = Unicode(
+        "", config=True, help="CA bundle trusted in service images (rees.builds.ca_bundle).")
+    service_mirror = Unicode(
+        "http://deb.debian.org/debian", config=True,
+        help="Debian mirror service images are made from (rees.base_image_mirror).")
     template_images = List(Unicode(), config=True,
                            help="Plain images templates may use (rees.templates.allowed_images).")
+    services = Dict(config=True,
+                    help="Add-on services this site offers, by kind (rees.services; "
+                         "ServiceSettings.to_dict of each).")
     spawn_page_limit = Integer(
         30, config=True,
         help="Environments listed on the spawn page; others are found by typing a name.")
@@ -101,7 +108,8 @@ class ReesSpawner(DockerSpawner):
     def templates(self) -> TemplateCatalog:
         if self._templates is None:  # the spawner checks no limits: the service did
             self._templates = TemplateCatalog(self.catalog, Machine(0, 0),
-                                              self.template_images)
+                                              self.template_images,
+                                              ServiceCatalog.from_config(self.services))
         return self._templates
 
     def viewer(self) -> Viewer:
@@ -390,11 +398,17 @@ class ReesSpawner(DockerSpawner):
     @property
     def service_runner(self) -> ServiceRunner:
         if self._service_runner is None:
-            catalog = ServiceCatalog.from_config(self.services)
             self._service_runner = ServiceRunner(
-                self.client, catalog, lambda name, version: catalog.image(name, version),
+                self.client, ServiceCatalog.from_config(self.services), self.service_image,
                 health_timeout=self.service_health_timeout)
         return self._service_runner
+
+    def service_image(self, name: str, version: str) -> str:
+        """The local image of a service, made (from Debian's packages) if missing: once per
+        recipe, minutes at most; ``tljh-rees service-images`` makes them ahead."""
+        recipe = ServiceImageRecipe(kind_named(name), version, ca_bundle=self.service_ca_bundle,
+                                    mirror=self.service_mirror)
+        return ensure_service_image(recipe, progress=lambda m: self.log.info("services: %s", m))
 
     def service_volume(self, service: str) -> str:
         """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``)."""

@@ -331,3 +331,56 @@ def test_export_registry_is_an_oras_prefix():
     with pytest.raises(SettingsError) as err:
         parse_settings({"export": {"registry": "https://example.org"}})
     assert "rees.export.registry: expected an ORAS registry prefix" in str(err.value)
+
+
+# -- add-on services (more in test_services.py) ----------------------------------------------
+
+def test_services_default_to_none_enabled_at_the_newest_version():
+    s = parse_settings({})
+    assert [(x.name, x.enabled, x.version) for x in s.services] == [
+        ("postgres", False, "15"), ("redis", False, "7")]
+
+
+def test_services_as_tljh_config_writes_them():
+    s = parse_settings({"services": {"postgres": {
+        "enabled": "true", "version": 15, "memory": "1G", "cpu": 1, "persistent": "false",
+        "params": {"max_connections": 100, "shared_buffers": "256M", "database": "course"}}}})
+    pg = s.service("postgres")
+    assert (pg.enabled, pg.version, pg.memory, pg.cpu, pg.persistent) == \
+        (True, "15", 1024**3, 1.0, False)
+    assert pg.params == {"database": "course", "max_connections": 100,
+                         "shared_buffers": "256M"}
+
+
+def test_unknown_services_and_keys_are_named_with_the_known_ones():
+    assert only_problem({"services": {"mongo": {"enabled": True}}}) == \
+        "rees.services.mongo: unknown setting (known here: postgres, redis)"
+    assert only_problem({"services": {"redis": {"enable": True}}}) == (
+        "rees.services.redis.enable: unknown setting (known here: cpu, enabled, memory, "
+        "params, persistent, version)")
+    assert only_problem({"services": {"redis": {"params": {"maxmemory": "4G"}}}}) == (
+        "rees.services.redis.params.maxmemory: expected a size like 64M from 16M to 2G, "
+        "got '4G'")
+    assert only_problem({"services": {"postgres": {"memory": "64M"}}}) == (
+        "rees.services.postgres.memory: expected at least 128M for these params, got 64M")
+    assert only_problem({"services": {"postgres": {"cpu": 3}}}, cpu_count=2) == (
+        "rees.services.postgres.cpu: expected at most 2 (the CPUs of this machine), got 3")
+
+
+def test_services_reach_the_service_and_the_spawner_as_plain_dicts():
+    from traitlets.config import Config
+
+    from tljh_rees.hubconfig import configure_hub, service_config
+    from tljh_rees.services import ServiceCatalog
+
+    s = parse_settings({"services": {"redis": {"enabled": True}}})
+    offer = service_config(s).ReesService.services
+    assert offer["redis"] == {"enabled": True, "version": "7", "memory": 128 * 1024**2,
+                              "cpu": 0.5, "persistent": True,
+                              "params": {"maxmemory": "64M", "maxmemory_policy": "noeviction",
+                                         "appendonly": False}}
+    assert offer["postgres"]["enabled"] is False
+    c = Config()
+    configure_hub(c, s, python="python3")
+    assert c.ReesSpawner.services == offer
+    assert ServiceCatalog.from_config(offer).offered() == {"redis": ("7",)}

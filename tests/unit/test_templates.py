@@ -195,3 +195,27 @@ def test_a_server_is_overdue_by_idleness_or_age():
     assert "idle" in overdue(template, ago(601), ago(601), now)
     assert "older" in overdue(template, ago(10), ago(3601), now)
     assert overdue(Template(cull_timeout=0, max_age=0), ago(10**6), ago(10**6), now) is None
+
+
+def test_a_templates_services_are_checked_by_the_sites_offer(catalog):
+    from tljh_rees.services import ServiceCatalog
+    from tljh_rees.settings import parse_settings
+
+    add(catalog, ALICE, "course")
+    s = parse_settings({"services": {"postgres": {"enabled": True}}})
+    templates = TemplateCatalog(catalog, MACHINE,
+                                services=ServiceCatalog({x.name: x for x in s.services}))
+    t = templates.register(ALICE, {"name": "db", "image-name": "course",
+                                   "services": [{"name": "postgres",
+                                                 "params": {"database": "lab"}}]})
+    from tljh_rees.catalog.templates import template_json
+    assert template_json(t)["services"] == [
+        {"name": "postgres", "version": "15",
+         "params": {"database": "lab", "max_connections": 20, "shared_buffers": "32M"}}]
+    for services, field in (([{"name": "redis"}], "services[0].name"),
+                            ([{"name": "postgres", "params": {"max_connections": 1}}],
+                             "services[0].params.max_connections")):
+        with pytest.raises(InputError) as e:
+            templates.register(ALICE, {"name": "bad", "image-name": "course",
+                                       "services": services})
+        assert e.value.field == field

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from ..errors import Conflict, Forbidden, InputError, NotFound
+from ..services.kinds import ServiceCatalog
 from ..settings import format_size, parse_size, readable_size
 from ..store.models import Build, Environment, Template, TemporaryUser, iso, utcnow
 from .access import Viewer, visible_to
@@ -72,11 +73,11 @@ class TemplateCatalog:
     the spawner). ``allowed_images``: plain images an admin lets templates use."""
 
     def __init__(self, catalog: Catalog, machine: Machine, allowed_images=(),
-                 services=None):
+                 services: ServiceCatalog | None = None):
         self.catalog = catalog
         self.machine = machine
         self.allowed_images = list(allowed_images)
-        self.services = services or {}  # name -> versions offered (the services issue)
+        self.services = services or ServiceCatalog()  # none enabled unless given
 
     # -- rules ----------------------------------------------------------------------------
 
@@ -312,30 +313,8 @@ class TemplateCatalog:
 
     def _services(self, services) -> list[dict]:
         """The seed's ``[{"name", "version", "params"}]``, each a service this site
-        offers (``rees.services``, see the add-on services issue)."""
-        if not isinstance(services, list) or len(services) > 20:
-            raise InputError("services", "expected a list of {\"name\", \"version\", "
-                                         "\"params\"}")
-        checked = []
-        for i, service in enumerate(services):
-            where = f"services[{i}]"
-            if not isinstance(service, dict) or set(service) - {"name", "version", "params"}:
-                raise InputError(where, "expected {\"name\", \"version\", \"params\"}")
-            name, version = service.get("name"), service.get("version")
-            params = service.get("params") or {}
-            if name not in self.services:
-                offered = ", ".join(sorted(self.services)) or "none yet"
-                raise InputError(f"{where}.name", f"unknown service {name!r}; this site "
-                                                  f"offers: {offered}")
-            versions = self.services[name]
-            if version is not None and str(version) not in versions:
-                raise InputError(f"{where}.version", f"{name} {version} is not offered; "
-                                                     f"expected one of {', '.join(versions)}")
-            if not isinstance(params, dict):
-                raise InputError(f"{where}.params", "expected an object of parameters")
-            checked.append({"name": name, "version": str(version or versions[0]),
-                            "params": params})
-        return checked
+        offers (``rees.services``), normalized by the site's :class:`ServiceCatalog`."""
+        return self.services.check(services, where="services")
 
 
 def seconds(value, field: str) -> int:

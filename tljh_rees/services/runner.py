@@ -86,26 +86,29 @@ class ServiceRunner:
     async def _start_one(self, server, user, network, spec, volume_for) -> tuple[dict, str]:
         name, version = spec["name"], spec["version"]
         kind = self.catalog.kind(name)
-        limits = self.catalog.limits(name)
+        site = self.catalog.settings(name)
         password = secrets.token_urlsafe(24)
         self.progress(f"starting {name} {version}")
         image = await asyncio.to_thread(self.image_for, name, version)
-        mounts = {}
-        if self.catalog.persistent(name):
+        mounts, tmpfs = {}, {}
+        if site.persistent:  # a new volume takes the image's owner of data_dir
             mounts[volume_for(name)] = {"bind": kind.data_dir, "mode": "rw"}
+        else:
+            tmpfs[kind.data_dir] = kind.tmpfs_options()
         container = f"{server}--{name}"
         await asyncio.to_thread(self._remove, container)
 
         def create() -> str:
             host = self.api.create_host_config(
-                binds=mounts, network_mode=network, mem_limit=limits.get("memory"),
-                nano_cpus=int(limits["cpu"] * 1e9) if limits.get("cpu") else None,
+                binds=mounts, tmpfs=tmpfs, network_mode=network,
+                mem_limit=site.memory or kind.default_memory,
+                nano_cpus=int((site.cpu or kind.default_cpu) * 1e9),
                 security_opt=["no-new-privileges"], cap_drop=["NET_RAW"])
             networking = self.api.create_networking_config({
                 network: self.api.create_endpoint_config(aliases=[name])})
             made = self.api.create_container(
                 image, command=kind.command(version, spec["params"]), name=container,
-                environment={PASSWORD_ENV: password, **kind.environment(spec["params"])},
+                environment={PASSWORD_ENV: password}, stop_signal=kind.stop_signal,
                 labels={OWNER_LABEL: server, SERVICE_LABEL: name,
                         LABEL_PREFIX + "user": user},
                 host_config=host, networking_config=networking)
@@ -123,7 +126,7 @@ class ServiceRunner:
             state = await asyncio.to_thread(self.api.inspect_container, container_id)
             if not state["State"]["Running"]:
                 raise ServiceFailed(self._failure(name, container_id, password, "it stopped"))
-            if await asyncio.to_thread(self._healthy, kind, container_id, password):
+            if await asyncio.to_thread(self._healthy, kind, container_id):
                 return
             if time.monotonic() > deadline:
                 raise ServiceFailed(self._failure(
@@ -131,9 +134,8 @@ class ServiceRunner:
                     f"not healthy after {self.health_timeout:g} s"))
             await asyncio.sleep(0.3)
 
-    def _healthy(self, kind, container_id, password) -> bool:
-        exec_id = self.api.exec_create(container_id, kind.health_command(),
-                                       environment=kind.health_environment(password))
+    def _healthy(self, kind, container_id) -> bool:
+        exec_id = self.api.exec_create(container_id, kind.health_command())
         self.api.exec_start(exec_id)
         return self.api.exec_inspect(exec_id)["ExitCode"] == 0
 
