@@ -102,11 +102,20 @@ def od_hub(base_image, tmp_path_factory):
         "anonymous": {"enabled": True, "max_servers": 3, "launches_per_hour": 2},
         "storage": {"volume_name": f"rees-od{run}-{{username}}"},
         "builders": ["builder"],
+        # add-on services (tests/test_services_launch.py): PostgreSQL keeps its data
+        "services": {"postgres": {"enabled": True},
+                     "redis": {"enabled": True, "persistent": False}},
     })
     hub.run = run
     yield hub
     stop_demo_hub(proc, hub)
     remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
+    for kind, prefix in (("volume", f"rees-od{run}-"), ("network", hub.container_prefix())):
+        names = subprocess.run(["docker", kind, "ls", "-q", "--filter", f"name={prefix}"],
+                               capture_output=True, text=True).stdout.split()
+        if names:
+            subprocess.run(["docker", kind, "rm", *(["-f"] if kind == "volume" else []),
+                            *names], capture_output=True)
 
 
 @pytest.fixture(scope="session")

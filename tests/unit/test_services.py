@@ -132,7 +132,7 @@ def test_connection_env():
                    "PGPASSWORD": "p@ss/word", "PGDATABASE": "lab"}
     redis = kind_named("redis")
     env = redis.connection_env("cache", "pw:1", redis.check_params({}))
-    assert env["REDIS_URL"] == "redis://:pw%3A1@cache:6379/0"
+    assert env["REDIS_URL"] == "redis://default:pw%3A1@cache:6379/0"
     assert env["REDIS_PASSWORD"] == "pw:1" and env["REDIS_HOST"] == "cache"
 
 

@@ -185,7 +185,7 @@ class Redis(ServiceKind):
                             f"-p {self.port} ping | grep -qx PONG"]
 
     def connection_env(self, host: str, password: str, params: dict) -> dict[str, str]:
-        return {"REDIS_URL": f"redis://:{quote(password, safe='')}@{host}:{self.port}/0",
+        return {"REDIS_URL": f"redis://default:{quote(password, safe='')}@{host}:{self.port}/0",
                 "REDIS_HOST": host, "REDIS_PORT": str(self.port), "REDIS_PASSWORD": password}
 
 
