@@ -49,7 +49,7 @@ def template(od_hub, client_environment):
     name = f"sql-course-{od_hub.run}"
     r = od_hub.rees("POST", "templates", json={
         "name": name, "image-name": client_environment, "services": SERVICES,
-        "anonymous": True, "limits": {"cpu": 0.5, "memory": "1G"}})
+        "anonymous": True, "limits": {"cpu": 1.5, "memory": "1G"}})
     assert r.status_code == 201, r.text
     assert [s["name"] for s in r.json()["services"]] == ["postgres", "redis"]
     return name
@@ -94,6 +94,10 @@ def test_a_server_reaches_its_services_and_only_it_does(od_hub, template):
     alice, bob = f"svc-alice-{hub.run}", f"svc-bob-{hub.run}"
     app = launch(hub, alice, template)
     server = server_of(hub, alice)
+    # the services' share (postgres 256M + 0.5 CPU, redis 128M + 0.5) comes off the
+    # template's 1G and 1.5 CPUs
+    assert server.attrs["HostConfig"]["Memory"] == 640 * 1024**2
+    assert server.attrs["HostConfig"]["CpuQuota"] == 50_000
     # the connection details, in the environment and in ~/.rees/services.env
     env = dict(e.split("=", 1) for e in server.attrs["Config"]["Env"])
     assert env["PGHOST"] == "postgres" and env["PGDATABASE"] == "course"
@@ -163,6 +167,12 @@ def test_bad_service_parameters_are_refused_with_their_name(od_hub, client_envir
         "name": f"bad-svc-{od_hub.run}", "image-name": client_environment,
         "services": [{"name": "postgres", "params": {"colour": "red"}}]})
     assert r.status_code == 400 and "colour" in r.json()["error"], r.text
+    # services count against the server's limits: they must leave it enough
+    r = od_hub.rees("POST", "templates", json={
+        "name": f"bad-svc-{od_hub.run}", "image-name": client_environment,
+        "services": SERVICES, "limits": {"memory": "512M", "cpu": 2}})
+    assert r.status_code == 400 and r.json()["field"] == "limits.memory", r.text
+    assert "postgres 256M" in r.json()["error"] and "give at least 640M" in r.json()["error"]
 
 
 def test_a_service_that_cannot_start_fails_the_launch_and_leaves_nothing(od_hub,
@@ -172,7 +182,7 @@ def test_a_service_that_cannot_start_fails_the_launch_and_leaves_nothing(od_hub,
     name = f"broken-svc-{hub.run}"
     r = hub.rees("POST", "templates", json={
         "name": name, "image-name": client_environment,
-        "services": [{"name": "postgres"}], "limits": {"cpu": 0.5, "memory": "1G"}})
+        "services": [{"name": "postgres"}], "limits": {"cpu": 1, "memory": "1G"}})
     assert r.status_code == 201, r.text
     # the user's PostgreSQL data folder is broken (a PG_VERSION and nothing else):
     # PostgreSQL refuses to start on it

@@ -237,3 +237,23 @@ def test_bad_service_settings_are_named():
             "to 500, got 1000") in problems
     assert any(p.startswith("rees.services.redis.params.eviction: unknown parameter")
                for p in problems)
+
+
+def test_services_count_against_the_servers_limits():
+    from tljh_rees.errors import InputError
+    from tljh_rees.services.kinds import ServiceCatalog
+
+    catalog = ServiceCatalog.from_config({"postgres": {"enabled": True},
+                                          "redis": {"enabled": True, "memory": 64 * 1024**2,
+                                                    "cpu": 0.25}})
+    specs = [{"name": "postgres"}, {"name": "redis"}]
+    assert catalog.share([], 1024**3, 1.0) == (1024**3, 1.0)
+    memory, cpu = catalog.share(specs, 1024**3, 1.5)
+    assert memory == 1024**3 - 256 * 1024**2 - 64 * 1024**2 and cpu == 0.75
+    assert catalog.share(specs, None, None) == (None, None)  # no limits: nothing to share
+    with pytest.raises(InputError) as e:
+        catalog.share(specs, 512 * 1024**2, 2.0)
+    assert e.value.field == "limits.memory" and "give at least 576M" in e.value.message
+    with pytest.raises(InputError) as e:
+        catalog.share(specs, 2 * 1024**3, 0.75)
+    assert e.value.field == "limits.cpu" and "give at least 1" in e.value.message

@@ -171,10 +171,13 @@ class TemplateCatalog:
                 raise Conflict(f"the environment {template.image_name!r} of template "
                                f"{name!r} has no built image; rebuild it", field="template")
             image = env.image_id
-        limits = {"name": f"template {name}", "cpu": template.cpu, "memory": template.memory}
+        # still offered, as the admin has it now (a service turned off stops its templates)
+        services = tuple(self.services.check(json.loads(template.services or "[]")))
+        memory, cpu = self.services.share(services, template.memory, template.cpu)
+        limits = {"name": f"template {name}", "cpu": cpu, "memory": memory}
         return TemplatePlan(template.image_name, image, limits, template=name,
                             temporary=temporary is not None, anonymous=template.anonymous,
-                            services=tuple(json.loads(template.services or "[]")))
+                            services=services)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -199,6 +202,7 @@ class TemplateCatalog:
                 raise Conflict(f"a template named {name!r} exists; choose another name or "
                                "PATCH it", field="name")
             template = Template(name=name, owner=viewer.name, **values)
+            self._check_share(template)
             db.add(template)
         return template
 
@@ -212,6 +216,7 @@ class TemplateCatalog:
             template = self._managed(db, viewer, name, "change")
             for key, value in values.items():
                 setattr(template, key, value)
+            self._check_share(template)
             template.modified = utcnow()
         return template
 
@@ -222,6 +227,11 @@ class TemplateCatalog:
             template = self._managed(db, viewer, name, "delete")
             db.delete(template)
         return template
+
+    def _check_share(self, template: Template) -> None:
+        """Its services' resources fit in its limits, leaving the server enough."""
+        self.services.share(json.loads(template.services or "[]"), template.memory,
+                            template.cpu)
 
     def _managed(self, db, viewer: Viewer, name: str, action: str) -> Template:
         template = db.scalars(select(Template).where(Template.name == name)).first()

@@ -19,13 +19,16 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..errors import InputError
-from ..settings import ServiceSettings, format_size, parse_size
+from ..settings import ServiceSettings, format_size, parse_size, readable_size
 from . import scripts
 from .params import Bool, Choice, Int, Name, Param, Size, check_params
 
 PASSWORD_ENV = "REES_SERVICE_PASSWORD"
 START_SCRIPT = "/usr/local/bin/rees-service-start"
 MAX_SERVICES = 20  # per template
+# What a notebook server keeps at least, once its services have their share of its limits.
+SERVER_MIN_MEMORY = 256 * 1024**2
+SERVER_MIN_CPU = 0.25
 
 
 class ServiceKind:
@@ -221,6 +224,37 @@ class ServiceCatalog:
 
     def settings(self, name: str) -> ServiceSettings:
         return self.services[name]
+
+    def needs(self, name: str) -> tuple[int, float]:
+        """The memory and CPUs one ``name`` service takes."""
+        kind, site = self.kind(name), self.services.get(name)
+        return ((site and site.memory) or kind.default_memory,
+                (site and site.cpu) or kind.default_cpu)
+
+    def share(self, specs, memory: int | None, cpu: float | None
+              ) -> tuple[int | None, float | None]:
+        """What a server keeps of its limits once ``specs``' services have theirs: they
+        count against the server's, so a template's limits hold for all of it."""
+        if not specs:
+            return memory, cpu
+        used = [self.needs(s["name"]) for s in specs]
+        names = ", ".join(f"{s['name']} {readable_size(m)} and {c:g} CPU"
+                          for s, (m, c) in zip(specs, used))
+        taken_memory, taken_cpu = sum(m for m, _ in used), sum(c for _, c in used)
+        if memory is not None:
+            if memory - taken_memory < SERVER_MIN_MEMORY:
+                raise InputError("limits.memory", f"the services take {names}; with at "
+                                 f"least {readable_size(SERVER_MIN_MEMORY)} for the server "
+                                 f"itself, give at least "
+                                 f"{readable_size(taken_memory + SERVER_MIN_MEMORY)}")
+            memory -= taken_memory
+        if cpu is not None:
+            if cpu - taken_cpu < SERVER_MIN_CPU - 1e-9:
+                raise InputError("limits.cpu", f"the services take {names}; with at least "
+                                 f"{SERVER_MIN_CPU:g} CPU for the server itself, give at "
+                                 f"least {taken_cpu + SERVER_MIN_CPU:g}")
+            cpu -= taken_cpu
+        return memory, cpu
 
     def check(self, services, where: str = "services") -> list[dict]:
         """A template's ``[{"name", "version", "params"}]``, normalized: every service
