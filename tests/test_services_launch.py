@@ -205,6 +205,7 @@ def test_a_service_that_cannot_start_fails_the_launch_and_leaves_nothing(od_hub,
               if line.startswith("data:")]
     assert events and '"failed": true' in events[-1], events[-3:]
     assert "postgres service did not start" in events[-1]
+    assert any("starting postgres 15" in e for e in events[:-1]), events  # as it went
     assert "could not access the server configuration file" in events[-1], events[-1]
     until(lambda: server_name not in hub.request("GET", f"/hub/api/users/{user}").json()
           ["servers"] or not hub.request("GET", f"/hub/api/users/{user}").json()[

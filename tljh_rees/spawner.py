@@ -365,7 +365,7 @@ class ReesSpawner(DockerSpawner):
         if self.template_name:
             labels[LABEL_PREFIX + "template"] = self.template_name
         self.extra_create_kwargs = {"labels": labels}
-        self.service_env = {}
+        self.service_env, self.progress_notes = {}, []
         if self.service_specs:
             await self._start_services()
         try:
@@ -400,15 +400,37 @@ class ReesSpawner(DockerSpawner):
         if self._service_runner is None:
             self._service_runner = ServiceRunner(
                 self.client, ServiceCatalog.from_config(self.services), self.service_image,
-                health_timeout=self.service_health_timeout)
+                health_timeout=self.service_health_timeout, progress=self.note_progress)
         return self._service_runner
+
+    progress_notes: list = []  # what this start has done so far, for the Hub's page
+
+    def note_progress(self, message: str) -> None:
+        self.progress_notes = [*self.progress_notes, message]
+
+    async def progress(self):
+        """The Hub's progress page: each step of the services, as it happens."""
+        yield {"progress": 10, "message": "Spawning server..."}
+        shown = 0
+        while True:
+            notes = self.progress_notes
+            for note in notes[shown:]:
+                yield {"progress": 50, "message": note}
+            shown = len(notes)
+            if not self._spawn_pending:
+                return
+            await asyncio.sleep(0.3)
 
     def service_image(self, name: str, version: str) -> str:
         """The local image of a service, made (from Debian's packages) if missing: once per
         recipe, minutes at most; ``tljh-rees service-images`` makes them ahead."""
         recipe = ServiceImageRecipe(kind_named(name), version, ca_bundle=self.service_ca_bundle,
                                     mirror=self.service_mirror)
-        return ensure_service_image(recipe, progress=lambda m: self.log.info("services: %s", m))
+        def note(message: str) -> None:
+            self.log.info("services: %s", message)
+            self.note_progress(message)
+
+        return ensure_service_image(recipe, progress=note)
 
     def service_volume(self, service: str) -> str:
         """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``)."""
