@@ -7,11 +7,13 @@ ahead. The Hub is ``od_hub`` (conftest.py), which offers both services."""
 
 from __future__ import annotations
 
+import string
 import time
 
 import docker
 import pytest
 import requests
+from escapism import escape
 
 from tests.helpers import GitRepo, build_through_service
 
@@ -240,3 +242,30 @@ def test_pooled_servers_have_their_services_started_ahead(od_hub, template):
     requests.delete(f"{hub.service_url}/api/applications/{template}/{app['id']}",
                     headers={"Authorization": f"token {app['token']}"}, timeout=60)
     until(lambda: not services_of(server), 60, "the claimed server's services go with it")
+
+
+def test_what_a_crash_left_of_a_servers_services_is_replaced(od_hub, template,
+                                                             client_environment):
+    """A Hub killed while a server ran leaves its services and their network: the next
+    start of that server removes them first."""
+    hub = od_hub
+    user = f"svcleft{hub.run}"  # not escaped by DockerSpawner
+    server_name = hub.rees("GET", f"templates/{template}").json()["name"][:30]
+    escaped = escape(server_name, safe=set(string.ascii_lowercase + string.digits),
+                     escape_char="-").lower()  # as DockerSpawner names containers
+    container = f"{hub.container_prefix()}{user}--{escaped}"
+    engine = docker.from_env()
+    network = engine.networks.create(f"{container}--services", internal=True)
+    image = server_image(hub, client_environment)
+    stale = engine.containers.run(image, ["sleep", "600"], entrypoint=[], detach=True,
+                                  network=network.name, name=f"{container}--postgres",
+                                  labels={"org.tljh-rees.services-of": container})
+    app = launch(hub, user, template)
+    assert app["id"] == server_name
+    server = server_of(hub, user)
+    assert server.name == container
+    with pytest.raises(docker.errors.NotFound):
+        engine.containers.get(stale.id)
+    code, out = run_in(server, 'psql "$DATABASE_URL" -tAc "select 1"')
+    assert code == 0 and out.strip() == "1", out
+    stop(hub, user, app, template)

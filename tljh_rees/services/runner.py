@@ -60,6 +60,7 @@ class ServiceRunner:
         volume. On any failure everything started here is removed, then the error raised."""
         network = self.network_name(server)
         running = Running(network)
+        await self.stop(server)  # what a crash may have left of an earlier start
         try:
             await asyncio.to_thread(self._network, network, server, user)
             started = await asyncio.gather(*(
@@ -76,10 +77,6 @@ class ServiceRunner:
         return running
 
     def _network(self, network: str, server: str, user: str) -> None:
-        try:
-            self.api.remove_network(network)  # one left by a crash
-        except NotFound:
-            pass
         self.api.create_network(network, driver="bridge", internal=True, labels={
             OWNER_LABEL: server, LABEL_PREFIX + "user": user})
 
@@ -161,8 +158,11 @@ class ServiceRunner:
             for found in self.api.containers(all=True, filters={
                     "label": f"{OWNER_LABEL}={server}"}):
                 self._remove(found["Id"])
+            network = self.network_name(server)
             try:
-                self.api.remove_network(self.network_name(server))
+                for endpoint in (self.api.inspect_network(network).get("Containers") or {}):
+                    self.api.disconnect_container_from_network(endpoint, network, force=True)
+                self.api.remove_network(network)
             except NotFound:
                 pass
 
