@@ -163,8 +163,10 @@ class ReesService(Application):
         # names, as repo2docker's docker CLI and the Hub's spawner use.
         api = docker.APIClient(version="auto", timeout=120, **docker.utils.kwargs_from_env())
         images = DockerImages(lambda: api)
+        services = ServiceCatalog.from_config(self.services)  # the site's add-on services
         catalog = Catalog(open_database(self.db_url), Profiles(self.profiles,
-                                                                self.default_profile))
+                                                                self.default_profile),
+                          services)
         logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
         builder = self.builder_class(parent=self)
         builds = BuildManager(catalog, logs, builder, images,
@@ -184,8 +186,7 @@ class ReesService(Application):
         binder = BinderLinks(builds, parent=self)
         launcher = Launcher(catalog, hub)
         templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
-                                    self.template_images,
-                                    ServiceCatalog.from_config(self.services))
+                                    self.template_images, services)
         temporary = TemporaryUsers(templates, hub)
         pools = PoolManager(templates, temporary, hub, templates.machine, parent=self)
         applications = Applications(templates, temporary, pools, hub, launcher,
