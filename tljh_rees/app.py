@@ -175,7 +175,7 @@ class ReesService(Application):
         exports = ExportManager(lambda: api, os.path.join(self.state_dir, "exports"),
                                 parent=self)
         gallery = Gallery(lambda: api, os.path.join(self.state_dir, "gallery"), parent=self)
-        composer = Composer(os.path.join(self.state_dir, "specs"), parent=self)
+        composer = Composer(os.path.join(self.state_dir, "specs"), services, parent=self)
         preview = composer.previewer  # previews show what this builder will build
         preview.base_image = preview.base_image or getattr(builder, "base_image", "")
         preview.user_name = getattr(builder, "user_name", preview.user_name)
