@@ -234,3 +234,17 @@ def test_a_root_dockerfile_is_ignored_when_a_binder_folder_configures(tmp_path):
     write(tmp_path, "numpy\n", "binder/requirements.txt")
     argv = Repo2DockerBuilder(command=["r2d"]).argv(str(tmp_path), "i", "c", ["redis>=5"])
     assert "--appendix" in argv
+
+
+@pytest.mark.parametrize("service,field", [
+    ({"name": ["redis"]}, "services[0].name"),
+    ({"name": "redis", "params": {"maxmemory": "9" * 5000}}, "services[0].params.maxmemory"),
+    ({"name": "redis", "params": {"maxmemory": float("inf")}}, "services[0].params.maxmemory"),
+    ({"name": "postgres", "params": {"max_connections": 10**400}},
+     "services[0].params.max_connections"),
+])
+def test_odd_json_values_are_refused_by_field_not_crashed_on(site, service, field):
+    add(site, ALICE, "lab")
+    with pytest.raises(InputError) as e:
+        site.update(ALICE, "lab", {"services": [service]})
+    assert e.value.field == field and len(e.value.message) < 300
