@@ -163,8 +163,10 @@ class ReesService(Application):
         # names, as repo2docker's docker CLI and the Hub's spawner use.
         api = docker.APIClient(version="auto", timeout=120, **docker.utils.kwargs_from_env())
         images = DockerImages(lambda: api)
+        services = ServiceCatalog.from_config(self.services)  # the site's add-on services
         catalog = Catalog(open_database(self.db_url), Profiles(self.profiles,
-                                                                self.default_profile))
+                                                                self.default_profile),
+                          services)
         logs = LogStore(parent=self, directory=os.path.join(self.state_dir, "logs"))
         builder = self.builder_class(parent=self)
         builds = BuildManager(catalog, logs, builder, images,
@@ -173,7 +175,7 @@ class ReesService(Application):
         exports = ExportManager(lambda: api, os.path.join(self.state_dir, "exports"),
                                 parent=self)
         gallery = Gallery(lambda: api, os.path.join(self.state_dir, "gallery"), parent=self)
-        composer = Composer(os.path.join(self.state_dir, "specs"), parent=self)
+        composer = Composer(os.path.join(self.state_dir, "specs"), services, parent=self)
         preview = composer.previewer  # previews show what this builder will build
         preview.base_image = preview.base_image or getattr(builder, "base_image", "")
         preview.user_name = getattr(builder, "user_name", preview.user_name)
@@ -184,8 +186,7 @@ class ReesService(Application):
         binder = BinderLinks(builds, parent=self)
         launcher = Launcher(catalog, hub)
         templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
-                                    self.template_images,
-                                    ServiceCatalog.from_config(self.services))
+                                    self.template_images, services)
         temporary = TemporaryUsers(templates, hub)
         pools = PoolManager(templates, temporary, hub, templates.machine, parent=self)
         applications = Applications(templates, temporary, pools, hub, launcher,

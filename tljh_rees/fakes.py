@@ -66,9 +66,13 @@ class FakeBuilder(Builder):
         self.gate: asyncio.Event | None = None
         self.fail = ""
         self.runs: list[str] = []  # the image of every build that ran
+        self.client_packages: dict[str, list[str]] = {}  # by image, when given
 
-    async def build(self, source_dir, image, labels, on_line, on_process=lambda p: None):
+    async def build(self, source_dir, image, labels, on_line, on_process=lambda p: None,
+                    client_packages=()):
         self.runs.append(image)
+        if client_packages:
+            self.client_packages[image] = list(client_packages)
         on_line(f"building {image}\n")
         if self.gate is not None:
             await self.gate.wait()

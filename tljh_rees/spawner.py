@@ -99,7 +99,8 @@ class ReesSpawner(DockerSpawner):
     def catalog(self) -> Catalog:
         if self._catalog is None:
             self._catalog = Catalog.open_readonly(self.catalog_db,
-                                                  Profiles(self.profiles, self.default_profile))
+                                                  Profiles(self.profiles, self.default_profile),
+                                                  ServiceCatalog.from_config(self.services))
         return self._catalog
 
     _templates: TemplateCatalog | None = None
@@ -108,8 +109,7 @@ class ReesSpawner(DockerSpawner):
     def templates(self) -> TemplateCatalog:
         if self._templates is None:  # the spawner checks no limits: the service did
             self._templates = TemplateCatalog(self.catalog, Machine(0, 0),
-                                              self.template_images,
-                                              ServiceCatalog.from_config(self.services))
+                                              self.template_images, self.catalog.services)
         return self._templates
 
     def viewer(self) -> Viewer:
@@ -241,7 +241,7 @@ class ReesSpawner(DockerSpawner):
             raise hub_error(e.status, e.message) from None
         self.image, self.environment_name = plan.image, plan.environment
         self.template_name = options.get("template") or ""
-        self.service_specs = list(getattr(plan, "services", ()) or ())
+        self.service_specs = list(plan.services)  # a template's or an environment's
         self.mem_limit = (plan.profile or {}).get("memory")
         self.cpu_limit = (plan.profile or {}).get("cpu")
 

@@ -31,10 +31,11 @@ def checkout(composer, name, tmp_path) -> str:
     return str(dest)
 
 
-def repo2docker_dockerfile(directory: str) -> str:
+def repo2docker_dockerfile(directory: str, *options: str) -> str:
     """What the real repo2docker command prints for ``--no-build`` (as the builder runs it)."""
     result = subprocess.run([sys.executable, "-m", "repo2docker", "--no-build",
-                             "--user-id", "1000", "--user-name", "jovyan", directory],
+                             "--user-id", "1000", "--user-name", "jovyan", *options,
+                             directory],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

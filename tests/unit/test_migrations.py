@@ -40,3 +40,26 @@ def test_a_first_release_database_upgrades_with_its_data(tmp_path):
     catalog = Catalog(sessions, Profiles([]))
     assert catalog.sync({"sha256:k": 10}, {"rees-kept:c1": "sha256:k"}) == []
     assert catalog.get(Viewer("alice"), "kept").image_id == "sha256:k"
+
+
+def test_environments_get_no_default_services_when_upgraded_from_0004(tmp_path):
+    path = tmp_path / "rees.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
+    command.upgrade(_alembic_config(engine), "0004")
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO environments (id, name, display_name, description, repo, ref, "
+                   "image, image_id, image_present, owner, profile, public, created, updated) "
+                   "VALUES (7, 'kept', '', '', 'https://e.org/k', 'main', 'rees-kept:c1', "
+                   "'sha256:k', 1, 'alice', '', 1, '2026-01-01', '2026-01-02')")
+        db.execute("INSERT INTO builds (id, environment_id, environment, repo, source, ref, "
+                   "owner, profile, status, cache_hit, private, error, created) VALUES "
+                   "('b1', 7, 'kept', 'r', 'git', 'main', 'alice', '', 'built', 0, 0, '', "
+                   "'2026-01-01')")
+    sessions = open_database(f"sqlite:///{path}")
+    with sessions() as db:
+        env = db.scalars(select(Environment)).one()
+        assert (env.name, env.image_id, env.services) == ("kept", "sha256:k", "[]")
+        assert db.scalars(select(Build)).one().services is None
+    plan = Catalog(sessions, Profiles([])).launch_plan(Viewer("bob"), "kept")
+    assert plan.services == () and plan.image == "sha256:k"

@@ -9,7 +9,7 @@ the queue.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import Callable, Sequence
 
 from traitlets.config import LoggingConfigurable
 
@@ -22,10 +22,14 @@ class Builder(LoggingConfigurable):
     async def build(self, source_dir: str, image: str, labels: dict[str, str],
                     on_line: Callable[[str], None],
                     on_process: Callable[[asyncio.subprocess.Process], None] = lambda p: None,
+                    client_packages: Sequence[str] = (),
                     ) -> None:
         """Build ``source_dir`` into the local image ``image`` carrying ``labels``.
 
         ``on_line`` gets the build's output line by line; ``on_process`` the child
-        process, if any, so that cancelling can stop it. Raise :class:`BuildFailed`.
+        process, if any, so that cancelling can stop it. ``client_packages``: pip
+        requirements of the add-on services the repository declares, to install into
+        the environment the notebooks run in (given only when there are some). Raise
+        :class:`BuildFailed`.
         """
         raise NotImplementedError

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import shutil
 import tempfile
 import uuid
@@ -233,11 +234,21 @@ class BuildManager(LoggingConfigurable):
         if info is None:
             return False
         await asyncio.to_thread(self.images.tag, image_id, tag)
-        built = Built(commit, tag, info.id, info.size, reused=True)
+        built = Built(commit, tag, info.id, info.size, reused=True,
+                      services=self._declared_with(image_id))
         env = self._record_outcome(build_id, "built", "", built, cache_hit=True)
         events.phase("built", f"{tag} is already built from commit {commit[:12]}")
         await self._after_built(build_id, env, built)
         return True
+
+    def _declared_with(self, image_id: str) -> list | None:
+        """The services declared by the repository at the commit a reused image was
+        built from, as the build that made it recorded them (None: none recorded)."""
+        with self.catalog.session() as db:
+            declared = db.scalars(select(Build.services).where(
+                Build.image_id == image_id, Build.status == "built",
+                Build.services.is_not(None)).order_by(Build.finished.desc()).limit(1)).first()
+        return json.loads(declared) if declared else None
 
     def _find_active(self, name: str, commit: str) -> str | None:
         for build_id, active in self.active.items():
@@ -292,7 +303,8 @@ class BuildManager(LoggingConfigurable):
                     environment=request.name, repo=request.repo, ref=request.ref,
                     commit=commit, build_id=active.build_id, created=iso(utcnow())),
                 reuse=lambda commit: self._current_image(active.environment_id, commit),
-                on_line=line, on_process=keep), timeout=self.timeout)
+                on_line=line, on_process=keep, services=self.catalog.services),
+                timeout=self.timeout)
             status = "built"
         except asyncio.TimeoutError:
             error = f"the build took longer than {self.timeout}s and was stopped"
@@ -371,6 +383,8 @@ class BuildManager(LoggingConfigurable):
                 build.commit, build.image, build.image_id = \
                     built.commit, built.image, built.image_id
                 build.cache_hit = cache_hit
+                if built.services is not None:
+                    build.services = json.dumps(built.services)
                 if status == "built" and env is not None:
                     self.catalog.set_image(db, env, build, built.size)
             return env

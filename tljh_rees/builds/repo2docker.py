@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Sequence
 
 from traitlets import Dict, Int, List, Unicode
 
@@ -43,20 +44,38 @@ class Repo2DockerBuilder(Builder):
             config["base_image"] = self.base_image
         return {"Repo2Docker": config}
 
+    def argv(self, source_dir: str, image: str, config_file: str,
+             client_packages: Sequence[str] = ()) -> list[str]:
+        """repo2docker's command line; with ``client_packages`` (of the add-on services
+        the repository declares) an ``--appendix`` installing them, unless the repository
+        is built from its own Dockerfile (repo2docker adds no appendix to those)."""
+        appendix = client_appendix(client_packages) \
+            if client_packages and not uses_dockerfile(source_dir) else ""
+        return [*(self.command or self._command_default()),
+                "--config", config_file, "--json-logs", "--no-run",
+                "--user-id", str(self.user_id), "--user-name", self.user_name,
+                "--image-name", image, *(["--appendix", appendix] if appendix else []),
+                *self.extra_args, source_dir]
+
     async def build(self, source_dir: str, image: str, labels: dict,
                     on_line: Callable[[str], None],
                     on_process: Callable[[asyncio.subprocess.Process], None] = lambda p: None,
+                    client_packages: Sequence[str] = (),
                     ) -> None:
         """Build ``source_dir`` into ``image``; raise BuildFailed with the reason."""
+        if client_packages and uses_dockerfile(source_dir):
+            on_line("services: this repository builds from its own Dockerfile, which must "
+                    "install the services' client packages itself (for example "
+                    f"{' '.join(client_packages)})\n")
+        elif client_packages:
+            on_line(f"services: installing their client packages: "
+                    f"{', '.join(client_packages)}\n")
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="rees-r2d-",
                                          delete=False) as f:
             json.dump(self.r2d_config(labels), f)
             config_file = f.name
         try:
-            cmd = [*(self.command or self._command_default()),
-                   "--config", config_file, "--json-logs", "--no-run",
-                   "--user-id", str(self.user_id), "--user-name", self.user_name,
-                   "--image-name", image, *self.extra_args, source_dir]
+            cmd = self.argv(source_dir, image, config_file, client_packages)
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
@@ -80,6 +99,23 @@ class Repo2DockerBuilder(Builder):
             if code < 0:
                 raise BuildFailed(f"repo2docker was stopped by signal {-code}")
             raise BuildFailed(failure or f"repo2docker exited with code {code}")
+
+
+def client_appendix(packages: Sequence[str]) -> str:
+    """The Dockerfile lines repo2docker appends to a build pack's: pip-install
+    ``packages`` into the environment the kernel runs in (as the notebook user, as
+    repo2docker leaves the image)."""
+    requirements = " ".join(shlex.quote(p) for p in packages)
+    return ('RUN "${KERNEL_PYTHON_PREFIX:-${NB_PYTHON_PREFIX}}/bin/python" -m pip install '
+            f"--no-cache-dir {requirements}")
+
+
+def uses_dockerfile(source_dir: str) -> bool:
+    """Whether repo2docker builds ``source_dir`` from a Dockerfile: one in its
+    configuration folder (``.binder`` or ``binder`` when there is one, else the root)."""
+    folder = next((d for d in (".binder", "binder")
+                   if os.path.isdir(os.path.join(source_dir, d))), "")
+    return os.path.isfile(os.path.join(source_dir, folder, "Dockerfile"))
 
 
 async def read_lines(stream: asyncio.StreamReader, limit: int,

@@ -10,6 +10,7 @@ read-only (``Catalog.open_readonly``) to decide what it launches.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, Forbidden, InputError, NotFound
+from ..services.kinds import ServiceCatalog
 from ..store.models import Build, Environment, utcnow
 from .access import Viewer, visible_to
 from .profiles import Profiles
@@ -25,7 +27,7 @@ MAX_PAGE = 200
 MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 DISPLAY_NAME_MAX = 200
 DESCRIPTION_MAX = 2000
-EDITABLE = ("display_name", "description", "profile", "public")
+EDITABLE = ("display_name", "description", "profile", "public", "services")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class LaunchPlan:
     image: str  # the image id the catalog recorded
     profile: dict | None
     site: bool = False  # made from a Binder link (owned by nobody)
+    services: tuple = ()  # [{"name", "version", "params"}], checked when they were set
 
 
 def status_of(env: Environment, last_build: Build | None) -> str:
@@ -79,16 +82,28 @@ def check_public(value) -> bool | None:
     return value
 
 
+def services_of(env: Environment) -> list[dict]:
+    """An environment's default services, as stored (checked when they were set)."""
+    try:
+        services = json.loads(env.services or "[]")
+    except ValueError:
+        return []
+    return services if isinstance(services, list) else []
+
+
 class Catalog:
-    def __init__(self, sessions: sessionmaker, profiles: Profiles):
+    def __init__(self, sessions: sessionmaker, profiles: Profiles,
+                 services: ServiceCatalog | None = None):
         self.sessions = sessions
         self.profiles = profiles
+        self.services = services or ServiceCatalog()  # the site's offer (rees.services)
 
     @classmethod
-    def open_readonly(cls, path: str, profiles: Profiles) -> "Catalog":
+    def open_readonly(cls, path: str, profiles: Profiles,
+                      services: ServiceCatalog | None = None) -> "Catalog":
         """The service's SQLite database, opened so this process can never write it."""
         engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-        return cls(sessionmaker(engine, expire_on_commit=False), profiles)
+        return cls(sessionmaker(engine, expire_on_commit=False), profiles, services)
 
     @contextmanager
     def session(self):
@@ -218,8 +233,14 @@ class Catalog:
                            if not env.image_id else
                            f"the image of {name!r} was removed; rebuild it",
                            field="environment")
+        services = services_of(env)
+        gone = [s.get("name") for s in services if s.get("name") not in self.services.services]
+        if gone:
+            raise Conflict(f"{name!r} asks for the add-on service {gone[0]!r}, which this "
+                           "site no longer offers; its owner can change the environment's "
+                           "services", field="environment")
         return LaunchPlan(env.name, env.image_id, self.profiles.resolve(profile, env.profile),
-                          site=env.owner == "")
+                          site=env.owner == "", services=tuple(services))
 
     # -- writing --------------------------------------------------------------------------
 
@@ -258,7 +279,8 @@ class Catalog:
         return env
 
     def update(self, viewer: Viewer, name: str, changes: dict) -> Environment:
-        """PATCH: display name, description, default profile (null: the site's), public."""
+        """PATCH: display name, description, default profile (null: the site's), public,
+        default services (checked against what the site offers; ``[]`` for none)."""
         unknown = sorted(set(changes) - set(EDITABLE))
         if unknown:
             raise InputError(unknown[0], f"cannot be changed; expected any of "
@@ -270,12 +292,22 @@ class Catalog:
         }
         if "profile" in changes:
             values["profile"] = self.profiles.check(changes["profile"])
+        if "services" in changes:
+            values["services"] = json.dumps(self.check_services(changes["services"]))
         with self.transaction() as db:
             env = self.managed(db, viewer, name, "change")
             for key, value in values.items():
                 if key in changes and value is not None:
                     setattr(env, key, value)
         return env
+
+    def check_services(self, services, where: str = "services") -> list[dict]:
+        """A list of default services, normalized; InputError names the bad field
+        (``services[0].params.maxmemory``)."""
+        if services is None:
+            raise InputError(where, "expected a list of {\"name\", \"version\", "
+                                    "\"params\"}; [] for none")
+        return self.services.check(services, where=where)
 
     def remove(self, viewer: Viewer, name: str) -> tuple[Environment, list[str]]:
         """Delete the record and its builds (one transaction); returns it and the ids of
@@ -296,6 +328,8 @@ class Catalog:
         env.ref = build.ref
         if build.spec_version:
             env.spec_version = build.spec_version
+        if build.services is not None:  # the repository declares them: they replace
+            env.services = build.services
 
     def is_built(self, repo: str, commit: str) -> bool:
         """Whether some environment's current image is ``repo`` at ``commit``."""

@@ -42,7 +42,6 @@ class TemplatePlan(LaunchPlan):
     template: str = ""
     temporary: bool = False
     anonymous: bool = False
-    services: tuple = ()  # [{"name", "version", "params"}], checked when registered
 
 
 def template_json(template: Template, status: str | None = None) -> dict:

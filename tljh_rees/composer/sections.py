@@ -9,6 +9,8 @@ Most sections are one REES file, written exactly as typed. Two are not:
   postBuild steps follow below a marker line, verbatim, so they read back unchanged.
 - A spec whose files live in ``binder/`` or ``.binder/`` (imported or forked repositories)
   keeps them there: repo2docker reads configuration only from that folder then.
+- ``services`` (the add-on services every launch gets, a JSON list) is not a REES file
+  but tljh-rees's own: ``.rees/services.json``, always at the root of the repository.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Section:
     help: str
     aliases: tuple[str, ...] = ()
     executable: bool = False
+    root: bool = False  # always at the repository's root, wherever REES files are
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -55,6 +58,11 @@ SECTIONS = (
             "Runs every time a server starts; must end with exec \"$@\".", executable=True),
     Section("dockerfile", "Dockerfile", "Dockerfile (advanced)",
             "A Dockerfile replaces everything above: repo2docker then builds only it."),
+    Section("services", ".rees/services.json", "Add-on services",
+            "A JSON list of the databases every server of this environment gets, e.g. "
+            "[{\"name\": \"postgres\", \"params\": {\"database\": \"lab\"}}, "
+            "{\"name\": \"redis\"}]. Their Python clients are installed by the build "
+            "(not with a Dockerfile: install them in it).", root=True),
 )
 SECTION_IDS = tuple(s.id for s in SECTIONS)
 BY_ID = {s.id: s for s in SECTIONS}
@@ -71,10 +79,16 @@ EXTENSIONS_HEADER = (
 )
 
 
+ROOT_FILES = {s.file for s in SECTIONS if s.root}
+
+
 def may_be_section(path: str) -> bool:
     """Whether ``path`` could be a section's file (so its content is worth reading)."""
+    if path in ROOT_FILES:
+        return True
     folder, _, name = path.rpartition("/")
-    return folder in ("", *CONFIG_DIRS) and any(name in s.names for s in SECTIONS)
+    return folder in ("", *CONFIG_DIRS) and any(name in s.names for s in SECTIONS
+                                                 if not s.root)
 
 
 def config_dir(paths) -> str:
@@ -88,6 +102,9 @@ def section_paths(paths, folder: str) -> dict[str, str]:
     existing = set(paths)
     result = {}
     for section in SECTIONS:
+        if section.root:
+            result[section.id] = section.file
+            continue
         candidates = [os.path.join(folder, n) if folder else n for n in section.names]
         result[section.id] = next((c for c in candidates if c in existing), candidates[0])
     return result
@@ -135,6 +152,8 @@ def files_from_sections(sections: dict[str, str], paths: dict[str, str]) -> dict
 
 
 def default_path(section: Section, paths: dict[str, str]) -> str:
+    if section.root:
+        return section.file
     folder = os.path.dirname(paths["postBuild"])
     return os.path.join(folder, section.file) if folder else section.file
 

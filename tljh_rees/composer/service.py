@@ -41,10 +41,11 @@ class Composer(LoggingConfigurable):
     previewer = Instance(Previewer)
     max_section_bytes = Int(1024**2, config=True, help="Largest text of one section.")
 
-    def __init__(self, root: str, **kwargs):
+    def __init__(self, root: str, services=None, **kwargs):
         super().__init__(**kwargs)
         self.store = SpecStore(parent=self, root=root)
         self.previewer = Previewer(parent=self)
+        self.services = services  # the site's add-on services (a ServiceCatalog), if any
 
     # --- input ------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ class Composer(LoggingConfigurable):
             config_dir=config_dir(files.sizes),
             files=[{"path": p, "size": s, "executable": p in files.executable}
                    for p, s in sorted(files.sizes.items())],
-            problems=[p.to_dict() for p in validate(sections, set(files.sizes))],
+            problems=[p.to_dict() for p in validate(sections, set(files.sizes), self.services)],
         )
         return data
 
@@ -119,7 +120,7 @@ class Composer(LoggingConfigurable):
     def validate(self, sections: dict, spec: str | None = None) -> list[dict]:
         sections = self.check_sections(sections)
         others = set(self.store.files(spec).sizes) if spec and self.store.exists(spec) else ()
-        return [p.to_dict() for p in validate(sections, others)]
+        return [p.to_dict() for p in validate(sections, others, self.services)]
 
     # --- writing ----------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class Composer(LoggingConfigurable):
 
     def _refuse_errors(self, sections: dict, spec: str | None = None) -> None:
         others = set(self.store.files(spec).sizes) if spec else ()
-        problems = validate(sections, others)
+        problems = validate(sections, others, self.services)
         if any(p.severity == ERROR for p in problems):
             raise InvalidSpec(problems)
 
@@ -215,7 +216,7 @@ class Composer(LoggingConfigurable):
 
         def problems() -> list[dict]:
             others = set(self.store.files(spec, base).sizes) if spec else ()
-            return [p.to_dict() for p in validate(sections, others)]
+            return [p.to_dict() for p in validate(sections, others, self.services)]
 
         result = await self.previewer.preview_files(write)
         if sections is not None:

@@ -9,6 +9,7 @@ repo2docker would ignore next to a Dockerfile).
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from dataclasses import asdict, dataclass
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
+from ..errors import InputError
+from ..services.kinds import ServiceCatalog
 from .sections import BY_ID
 
 try:
@@ -545,6 +548,37 @@ def check_dockerfile(text: str) -> list[Problem]:
     return problems
 
 
+# --- add-on services (.rees/services.json) ---------------------------------------------
+
+def check_services(text: str, offer: ServiceCatalog | None) -> list[Problem]:
+    """A JSON list of services this site offers, each checked as PATCH checks an
+    environment's; the message names the field (``services[0].params.maxmemory``)."""
+    if not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        return [Problem("services", getattr(e, "lineno", None),
+                        f"not valid JSON: {getattr(e, 'msg', e)}")]
+    try:
+        (offer or ServiceCatalog()).check(data, where="services")
+    except InputError as e:
+        return [Problem("services", _field_line(text, e.field), f"{e.field}: {e.message}")]
+    return []
+
+
+def _field_line(text: str, field: str) -> int | None:
+    """The line of the ``i``-th service's entry (its ``"name"``), when one can tell."""
+    match = re.match(r"services\[(\d+)\]", field or "")
+    if not match:
+        return None
+    names = [text.count("\n", 0, m.start()) + 1
+             for m in re.finditer(r'"name"\s*:', text)]
+    index = int(match.group(1))
+    return names[index] if index < len(names) and len(names) == text.count('"name"') \
+        else None
+
+
 # --- the whole spec -----------------------------------------------------------------------
 
 def conflicts(sections: dict[str, str], other_paths=()) -> list[Problem]:
@@ -552,7 +586,11 @@ def conflicts(sections: dict[str, str], other_paths=()) -> list[Problem]:
     filled = {k for k, v in sections.items() if (v or "").strip()}
     problems = []
     if "dockerfile" in filled:
-        for section in sorted(filled - {"dockerfile"}):
+        if "services" in filled:
+            problems.append(Problem("services", None, "with a Dockerfile, the build does not "
+                                    "install the services' Python clients (psycopg, redis): "
+                                    "install them in the Dockerfile", WARNING))
+        for section in sorted(filled - {"dockerfile", "services"}):
             why = ("the extensions are installed by postBuild, which it does not run"
                    if section == "extensions" else
                    f"{BY_ID[section].file} stays in the build context, for COPY")
@@ -587,7 +625,10 @@ def long_lines(section: str, text: str) -> list[Problem]:
             for number, line in _numbered(text) if len(line) > MAX_LINE_CHARS]
 
 
-def validate(sections: dict[str, str], other_paths=()) -> list[Problem]:
+def validate(sections: dict[str, str], other_paths=(),
+             services: ServiceCatalog | None = None) -> list[Problem]:
+    """Every section's problems; ``services``: the site's offer of add-on services (none
+    when not given)."""
     texts = {section: sections.get(section) or "" for section in BY_ID}
     has_extensions = bool(texts["extensions"].strip())
     checks = {
@@ -601,6 +642,7 @@ def validate(sections: dict[str, str], other_paths=()) -> list[Problem]:
         "postBuild": lambda text: check_script("postBuild", text, has_extensions),
         "start": lambda text: check_script("start", text),
         "dockerfile": check_dockerfile,
+        "services": lambda text: check_services(text, services),
     }
     problems = []
     for section, check in checks.items():

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from tornado import web
 
-from ..catalog.catalog import EDITABLE, status_of
+from ..catalog.catalog import EDITABLE, services_of, status_of
 from ..store.models import Build, Environment, iso
 from .base import APIHandler
 from .builds import build_json
@@ -22,6 +22,7 @@ def environment_json(env: Environment, last_build: Build | None, handler) -> dic
         "owner": env.owner, "profile": env.profile or None,
         "limits": profiles.limits(env.profile),
         "public": env.public, "status": status_of(env, last_build),
+        "services": services_of(env),
         "spec_name": env.spec_name, "spec_version": env.spec_version,
         "created": iso(env.created), "updated": iso(env.updated), "built": iso(env.built),
         "last_build": build_json(last_build, handler.builds, handler.urls)

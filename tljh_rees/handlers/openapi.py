@@ -131,6 +131,15 @@ GALLERY_FILTERS = [query("q", STRING, "Words, each found in a name, description,
 # -- schemas ------------------------------------------------------------------------------
 
 BUILD_STATUS = ["queued", "running", "built", "failed", "cancelled"]
+SERVICE_SPEC = obj({
+    "name": {"type": "string", "description": "A kind the site offers (rees.services): "
+                                              "postgres, redis."},
+    "version": {"type": "string", "description": "Default: the site's version."},
+    "params": {"type": "object", "description": "The kind's parameters; unset ones take "
+                                                "the site's defaults."},
+}, required=("name",), closed=True)
+SERVICE_LIST = {"type": "array", "items": SERVICE_SPEC, "maxItems": 20}
+
 SCHEMAS = {
     "Error": obj({"error": STRING, "status": {"type": "integer", "minimum": 400,
                                               "maximum": 599},
@@ -184,8 +193,14 @@ SCHEMAS = {
         "spec_name": nullable(STRING), "spec_version": nullable(STRING),
         "created": nullable(TIME), "updated": nullable(TIME), "built": nullable(TIME),
         "last_build": {"anyOf": [ref("Build"), {"type": "null"}]}, "url": URL,
+        "services": {"type": "array", "items": obj(
+            {"name": STRING, "version": STRING, "params": {"type": "object"}},
+            required=("name", "version", "params")),
+            "description": "Add-on services every launch of it gets (its default "
+                           "services): set by PATCH, or by a build of a repository "
+                           "declaring them in .rees/services.json."},
     }, required=("name", "display_name", "description", "repo", "ref", "commit", "image",
-                 "image_size", "owner", "profile", "limits", "public", "status",
+                 "image_size", "owner", "profile", "limits", "public", "status", "services",
                  "spec_name", "spec_version", "created", "updated", "built", "last_build",
                  "url")),
     "EnvironmentPage": obj({
@@ -300,6 +315,9 @@ SCHEMAS = {
         "profile": nullable({"type": "string",
                              "description": "A profile name; null or '': the site's."}),
         "public": nullable(BOOL),
+        "services": {**SERVICE_LIST, "description": "The environment's default add-on "
+                     "services, checked against the site's offer (an error names the "
+                     "field, e.g. services[0].params.maxmemory); [] for none."},
     }, closed=True),
     "ApplicationRequest": obj({
         "environment": {"type": "string", "minLength": 1},
@@ -457,8 +475,9 @@ API = {
         "parameters": [ENV_NAME],
         "get": op("One environment.", {**ok("Environment"), **errors(403, 404)},
                   "environments"),
-        "patch": op("Change display fields, default profile, visibility (the owner, if "
-                    "they may build, or an admin). Nothing is rebuilt.",
+        "patch": op("Change display fields, default profile, visibility, default add-on "
+                    "services (the owner, if they may build, or an admin). Nothing is "
+                    "rebuilt.",
                     {**ok("Environment"), **errors(400, 403, 404, 413)}, "environments",
                     requestBody=body("EnvironmentChange", required=False)),
         "delete": op("Delete the environment, its builds, logs, images and exports.",

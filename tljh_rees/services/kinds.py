@@ -275,9 +275,10 @@ class ServiceCatalog:
         if not isinstance(service, dict) or set(service) - {"name", "version", "params"}:
             raise InputError(where, "expected {\"name\", \"version\", \"params\"}")
         name = service.get("name")
-        if name not in self.services:
+        if not isinstance(name, str) or name not in self.services:
             offered = ", ".join(self.services) or "none"
-            state = "not enabled on this site" if name in KINDS else "an unknown service"
+            state = "not enabled on this site" if isinstance(name, str) and name in KINDS \
+                else "an unknown service"
             raise InputError(f"{where}.name", f"{name!r} is {state}; this site offers: "
                                               f"{offered}")
         kind, site = self.kind(name), self.services[name]

@@ -31,8 +31,9 @@ class Param:
     def check(self, value, field: str):
         try:
             return self.normalize(value)
-        except (TypeError, ValueError):
-            raise InputError(field, f"expected {self.expected}, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):  # JSON allows 1e400, "9" * 5000
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+            raise InputError(field, f"expected {self.expected}, got {shown}") from None
 
     def describe(self) -> dict:
         """The spec as plain JSON (for forms and documentation)."""

@@ -61,6 +61,10 @@ class Environment(Base):
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     built: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_build_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Add-on services every launch of it gets (JSON, [{"name", "version", "params"}],
+    # checked by the site's ServiceCatalog): set by PATCH, or by a build of a repository
+    # declaring them in .rees/services.json.
+    services: Mapped[str] = mapped_column(Text, default="[]")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -91,6 +95,9 @@ class Build(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The services the repository declared at this commit (JSON, checked), or None when it
+    # declared none or the declaration was refused (the build's log says why).
+    services: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
