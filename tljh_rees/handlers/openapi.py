@@ -181,12 +181,15 @@ SCHEMAS = {
         "image": nullable(STRING), "image_size": nullable(INT), "owner": STRING,
         "profile": nullable(STRING), "limits": ref("Limits"), "public": BOOL,
         "status": {"enum": [*BUILD_STATUS, "missing"]},
+        "pinned": {"type": "boolean", "description": "An admin pinned it: disk garbage "
+                   "collection never removes its current image."},
+        "last_launched": nullable(TIME),
         "spec_name": nullable(STRING), "spec_version": nullable(STRING),
         "created": nullable(TIME), "updated": nullable(TIME), "built": nullable(TIME),
         "last_build": {"anyOf": [ref("Build"), {"type": "null"}]}, "url": URL,
     }, required=("name", "display_name", "description", "repo", "ref", "commit", "image",
                  "image_size", "owner", "profile", "limits", "public", "status",
-                 "spec_name", "spec_version", "created", "updated", "built", "last_build",
+                 "pinned", "last_launched", "spec_name", "spec_version", "created", "updated", "built", "last_build",
                  "url")),
     "EnvironmentPage": obj({
         "environments": {"type": "array", "items": ref("Environment")},
@@ -300,6 +303,9 @@ SCHEMAS = {
         "profile": nullable({"type": "string",
                              "description": "A profile name; null or '': the site's."}),
         "public": nullable(BOOL),
+        "pinned": nullable({"type": "boolean",
+                            "description": "Admins only: keep its image through disk "
+                                           "garbage collection."}),
     }, closed=True),
     "ApplicationRequest": obj({
         "environment": {"type": "string", "minLength": 1},
@@ -458,7 +464,7 @@ API = {
         "get": op("One environment.", {**ok("Environment"), **errors(403, 404)},
                   "environments"),
         "patch": op("Change display fields, default profile, visibility (the owner, if "
-                    "they may build, or an admin). Nothing is rebuilt.",
+                    "they may build, or an admin), or pin it (admins). Nothing is rebuilt.",
                     {**ok("Environment"), **errors(400, 403, 404, 413)}, "environments",
                     requestBody=body("EnvironmentChange", required=False)),
         "delete": op("Delete the environment, its builds, logs, images and exports.",

@@ -61,6 +61,10 @@ class Environment(Base):
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     built: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_build_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # When a server of it was last seen running (the GC's "least recently launched").
+    last_launched: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Pinned by an admin: the disk garbage collector never removes its current image.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
