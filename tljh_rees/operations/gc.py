@@ -228,20 +228,24 @@ class GarbageCollector(LoggingConfigurable):
                 if remove(candidate, why):
                     total -= candidate.image.size
         if self.disk_usage is not None:
-            freed = 0  # estimated in a dry run; measured otherwise
+            sizes = {c.image.id: c.image.size for c in candidates}
+
+            def used() -> float:  # estimated in a dry run; measured otherwise
+                if report.dry_run:
+                    return percent((usage[0] - sum(sizes[i] for i in gone), usage[1]))
+                return percent(self.disk_usage())
+
             usage = self.disk_usage()
-            if percent(usage) > self.high:
+            if used() > self.high:
                 for candidate in removable:
-                    now = percent((usage[0] - freed, usage[1])) if report.dry_run \
-                        else percent(self.disk_usage())
+                    now = used()
                     if now < self.low:
                         break
                     if candidate.image.id in gone:
                         continue
                     why = f"the disk is {now:.1f}% used (over {self.high:g}%, down to " \
                           f"{self.low:g}%)"
-                    if remove(candidate, why):
-                        freed += candidate.image.size
+                    remove(candidate, why)
         if gone and not report.dry_run:
             sizes, tags = self.images.present()
             for name in self.catalog.sync(sizes, tags):
