@@ -120,7 +120,8 @@ def cmd_gc(args) -> int:
         print(e, file=sys.stderr)
         return 1
     config = gc_config(Config(), settings)
-    for key in ("high", "low", "max_image_bytes", "image_prefix"):
+    for key in ("high", "low", "max_image_bytes", "build_cache_hours", "keep_days",
+                "image_prefix"):
         if getattr(args, key) is not None:
             config.GarbageCollector[key] = getattr(args, key)
     if config.GarbageCollector.low >= config.GarbageCollector.high:
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--max-image-bytes", type=_size_argument,
                     help="cap on the images' total size, like 50G; 0: none "
                          "(default: rees.gc.max_image_bytes)")
+    gc.add_argument("--build-cache-hours", type=int,
+                    help="prune build cache older than this; 0: not at all "
+                         "(default: rees.gc.build_cache_hours)")
+    gc.add_argument("--keep-days", type=int,
+                    help="remove logs and exports older than this; 0: none "
+                         "(default: rees.gc.keep_days)")
     gc.add_argument("--image-prefix", help="only images with a tag starting with this "
                                            "(default: rees-)")
     gc.set_defaults(func=cmd_gc)
