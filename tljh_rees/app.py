@@ -51,6 +51,7 @@ from .ondemand.applications import Applications
 from .ondemand.culler import Culler
 from .ondemand.pools import PoolManager
 from .ondemand.temporary import TemporaryUsers
+from .operations.gc import GarbageCollector, docker_disk_usage, note_launches
 from .services.kinds import ServiceCatalog
 from .settings import machine_memory
 from .store.db import open_database
@@ -79,7 +80,7 @@ class ReesService(Application):
     description = "Build and launch reproducible environments on a JupyterHub."
     classes = [BuildManager, Repo2DockerBuilder, LogStore, ExportManager, SifConverter,
                Gallery, Composer, SpecStore, Previewer, BinderLinks, Applications,
-               PoolManager, Culler, *GIT_PROVIDERS]
+               PoolManager, Culler, GarbageCollector, *GIT_PROVIDERS]
 
     ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
     port = Integer(6789, config=True, help="Port the service listens on.")
@@ -192,12 +193,15 @@ class ReesService(Application):
         applications = Applications(templates, temporary, pools, hub, launcher,
                                     self.base_url, self.hub_prefix, parent=self)
         culler = Culler(templates, temporary, hub, parent=self)
+        gc = GarbageCollector(catalog, images, docker_disk_usage(lambda: api),
+                              logs_dir=logs.directory, exports_dir=exports.directory,
+                              parent=self)
         return {
             "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
             "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
             "composer": composer, "launcher": launcher, "hub": hub, "binder": binder,
             "templates": templates, "pools": pools, "applications": applications,
-            "culler": culler,
+            "culler": culler, "gc": gc,
             "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }
@@ -242,7 +246,8 @@ class ReesService(Application):
                  asyncio.create_task(self._keep_in_step(parts)),
                  asyncio.create_task(parts["pools"].run(parts["applications"]
                                                         .anonymous_enabled)),
-                 asyncio.create_task(parts["culler"].run())]
+                 asyncio.create_task(parts["culler"].run()),
+                 asyncio.create_task(self._collect_garbage(parts))]
         await stopping.wait()
         for task in tasks:
             task.cancel()
@@ -268,6 +273,25 @@ class ReesService(Application):
     async def _keep_in_step(self, parts: dict) -> None:
         while True:
             await asyncio.sleep(self.engine_sync_interval)
+            await self._sync_with_engine(parts)
+
+    async def _collect_garbage(self, parts: dict) -> None:
+        """Every ``GarbageCollector.interval``: note which environments have servers
+        running (their ``last_launched``), then collect (operations/gc.py)."""
+        gc = parts["gc"]
+        while True:
+            await asyncio.sleep(gc.interval)
+            try:
+                await note_launches(parts["hub"], parts["catalog"])
+            except Exception as e:  # the Hub may be restarting: collect all the same
+                self.log.warning("gc: cannot see the Hub's servers: %s", e)
+            try:
+                # running containers are asked of the engine, so servers stay safe even
+                # when the Hub did not answer
+                await asyncio.to_thread(gc.run)
+            except Exception:
+                self.log.exception("gc: a round failed")
+                continue
             await self._sync_with_engine(parts)
 
     async def _stop_when_orphaned(self, stopping: asyncio.Event) -> None:

@@ -101,6 +101,63 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+def cmd_gc(args) -> int:
+    """Disk garbage collection now, on the service's own database (run as root on the
+    Hub's machine, like ``tljh-rees build``)."""
+    import docker
+    from traitlets.config import Config
+
+    from .catalog import Catalog, Profiles
+    from .engine.images import DockerImages
+    from .hubconfig import gc_config
+    from .operations.gc import GarbageCollector, docker_disk_usage
+    from .settings import SettingsError, parse_settings
+    from .store.db import open_database
+
+    try:
+        settings = parse_settings(_tljh_rees_section())
+    except SettingsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    config = gc_config(Config(), settings)
+    for key in ("high", "low", "max_image_bytes", "build_cache_hours", "keep_days",
+                "image_prefix"):
+        if getattr(args, key) is not None:
+            config.GarbageCollector[key] = getattr(args, key)
+    if config.GarbageCollector.low >= config.GarbageCollector.high:
+        print(f"--low ({config.GarbageCollector.low:g}) must be under --high "
+              f"({config.GarbageCollector.high:g})", file=sys.stderr)
+        return 2
+    state_dir = args.state_dir or settings.state_dir
+    database = os.path.join(state_dir, "rees.sqlite")
+    if not os.path.exists(database):
+        print(f"no service database at {database} (--state-dir)", file=sys.stderr)
+        return 1
+    api = docker.APIClient(version="auto", timeout=120, **docker.utils.kwargs_from_env())
+    catalog = Catalog(open_database(f"sqlite:///{database}"), Profiles([]))
+    gc = GarbageCollector(catalog, DockerImages(lambda: api), docker_disk_usage(lambda: api),
+                          logs_dir=os.path.join(state_dir, "logs"),
+                          exports_dir=os.path.join(state_dir, "exports"), config=config)
+    report = gc.run(dry_run=args.dry_run)
+    for removal in report.removals:
+        print(removal.line(args.dry_run))
+    for kept in report.kept:
+        print(f"kept {kept}")
+    print(report.summary())
+    return 0
+
+
+def _size_argument(text: str) -> int:
+    from .settings import parse_size
+
+    if text.strip() == "0":
+        return 0
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 50G, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tljh-rees", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the rees section of a TLJH config")
     check.add_argument("config", nargs="?", default="/opt/tljh/config/config.yaml")
     check.set_defaults(func=cmd_check_config)
+
+    gc = sub.add_parser("gc", help="remove images, build cache, old logs and exports as "
+                                   "rees.gc says (as root, on the Hub's machine)")
+    gc.add_argument("--dry-run", action="store_true",
+                    help="list what would be removed, remove nothing")
+    gc.add_argument("--state-dir", help="the service's state folder (default: rees.state_dir)")
+    gc.add_argument("--high", type=float, help="percent of disk use that starts image "
+                                               "removal (default: rees.gc.high)")
+    gc.add_argument("--low", type=float, help="percent to remove images down to "
+                                              "(default: rees.gc.low)")
+    gc.add_argument("--max-image-bytes", type=_size_argument,
+                    help="cap on the images' total size, like 50G; 0: none "
+                         "(default: rees.gc.max_image_bytes)")
+    gc.add_argument("--build-cache-hours", type=int,
+                    help="prune build cache older than this; 0: not at all "
+                         "(default: rees.gc.build_cache_hours)")
+    gc.add_argument("--keep-days", type=int,
+                    help="remove logs and exports older than this; 0: none "
+                         "(default: rees.gc.keep_days)")
+    gc.add_argument("--image-prefix", help="only images with a tag starting with this "
+                                           "(default: rees-)")
+    gc.set_defaults(func=cmd_gc)
 
     from .client import add_client_parser
     from .export.command import add_build_parser

@@ -13,7 +13,7 @@ import os
 
 from .builds.builder import BuildFailed, Builder
 from .builds.sources import Source
-from .engine.images import ImageInfo, Images, repository
+from .engine.images import BuiltImage, ImageInfo, Images, repository
 
 
 class FakeImages(Images):
@@ -21,11 +21,14 @@ class FakeImages(Images):
         self.ids: dict[str, str] = {}  # tag -> id
         self.sizes: dict[str, int] = {}  # id -> size
         self.running: dict[str, list[str]] = {}  # environment -> server names
+        self.used: set[str] = set()  # ids of images running containers use
+        self.created: dict[str, float] = {}  # id -> when it was made
 
     def add(self, tag: str, content: str) -> str:
         image_id = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
         self.ids[tag] = image_id
         self.sizes[image_id] = len(content)
+        self.created.setdefault(image_id, float(len(self.created)))
         return image_id
 
     def inspect(self, ref: str) -> ImageInfo | None:
@@ -54,6 +57,21 @@ class FakeImages(Images):
 
     def servers_using(self, environment: str) -> list[str]:
         return list(self.running.get(environment, []))
+
+    def built_images(self) -> list[BuiltImage]:
+        return [BuiltImage(i, tuple(sorted(t for t, v in self.ids.items() if v == i)), size,
+                           self.created.get(i, 0.0)) for i, size in self.sizes.items()]
+
+    def in_use(self) -> set[str]:
+        return set(self.used)
+
+    def remove_image(self, image: BuiltImage) -> bool:
+        if image.id in self.used:
+            return False
+        for tag in [t for t, v in self.ids.items() if v == image.id]:
+            self.untag(tag)
+        self.sizes.pop(image.id, None)
+        return True
 
 
 class FakeBuilder(Builder):

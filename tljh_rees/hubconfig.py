@@ -63,6 +63,18 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.LogStore.max_bytes = settings.builds.log_max_bytes
     c.Repo2DockerBuilder.base_image = settings.builds.base_image
     c.Repo2DockerBuilder.build_args = dict(settings.builds.build_args)
+    gc_config(c, settings)
+    return c
+
+
+def gc_config(c: Config, settings: Settings) -> Config:
+    """``rees.gc`` as the GarbageCollector's traits (the service and ``tljh-rees gc``)."""
+    c.GarbageCollector.high = float(settings.gc.high)
+    c.GarbageCollector.low = float(settings.gc.low)
+    c.GarbageCollector.max_image_bytes = settings.gc.max_image_bytes
+    c.GarbageCollector.build_cache_hours = settings.gc.build_cache_hours
+    c.GarbageCollector.keep_days = settings.gc.keep_days
+    c.GarbageCollector.interval = settings.gc.interval
     return c
 
 

@@ -169,6 +169,18 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class GcSettings:
+    """Disk garbage collection (``rees.gc``)."""
+
+    high: int = 85  # percent of the engine's data disk
+    low: int = 70
+    max_image_bytes: int = 0  # 0: no cap
+    build_cache_hours: int = 72
+    keep_days: int = 30
+    interval: int = 600  # seconds
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: str = DEFAULT_STATE_DIR
     service_ip: str = "127.0.0.1"
@@ -189,6 +201,7 @@ class Settings:
     builders: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
     services: tuple[ServiceSettings, ...] = ()  # one per known kind, enabled or not
+    gc: GcSettings = field(default_factory=GcSettings)
 
     def service(self, name: str) -> ServiceSettings | None:
         return next((s for s in self.services if s.name == name), None)
@@ -372,7 +385,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
-         "admins"},
+         "admins", "gc"},
         p,
     )
 
@@ -528,10 +541,44 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         admins=r.get(data, "admins", p, (), _users, "a list of user names"),
         services=_service_settings(r, r.section(data, "services", p), f"{p}.services",
                                    cpu_count, memory_total),
+        gc=_gc_settings(r, r.section(data, "gc", p), f"{p}.gc"),
     )
     if r.problems:
         raise SettingsError(r.problems)
     return settings
+
+
+def _percent(value) -> int:
+    if isinstance(value, bool) or int(value) != value or not 1 <= int(value) <= 99:
+        raise ValueError(value)
+    return int(value)
+
+
+def _size_or_zero(value) -> int:
+    if not isinstance(value, bool) and value in (0, "0"):
+        return 0
+    return parse_size(value)
+
+
+def _gc_settings(r: _Reader, raw: dict, gp: str) -> GcSettings:
+    r.unknown(raw, {"high", "low", "max_image_bytes", "build_cache_hours", "keep_days",
+                    "interval"}, gp)
+    percent = "a whole percent from 1 to 99"
+    high = r.get(raw, "high", gp, 85, _percent, percent)
+    low = r.get(raw, "low", gp, 70, _percent, percent)
+    if low >= high:
+        r.problems.append(f"{gp}.low: expected less than {gp}.high ({high}), got {low}")
+    return GcSettings(
+        high=high, low=low,
+        max_image_bytes=r.get(raw, "max_image_bytes", gp, 0, _size_or_zero,
+                              "a size like 50G (0: no cap)"),
+        build_cache_hours=r.get(raw, "build_cache_hours", gp, 72, _whole,
+                                "a whole number of hours ≥ 0 (0: never prune)"),
+        keep_days=r.get(raw, "keep_days", gp, 30, _whole,
+                        "a whole number of days ≥ 0 (0: keep every log and export)"),
+        interval=r.get(raw, "interval", gp, 600, _positive_int,
+                       "seconds, a whole number ≥ 1"),
+    )
 
 
 def _binder_settings(r: _Reader, raw: dict, bp: str) -> BinderSettings:

@@ -27,7 +27,7 @@ MAX_PAGE = 200
 MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 DISPLAY_NAME_MAX = 200
 DESCRIPTION_MAX = 2000
-EDITABLE = ("display_name", "description", "profile", "public", "services")
+EDITABLE = ("display_name", "description", "profile", "public", "services", "pinned")
 
 
 @dataclass
@@ -74,11 +74,11 @@ def check_text(data: dict, key: str, limit: int) -> str | None:
     return value
 
 
-def check_public(value) -> bool | None:
+def check_public(value, key: str = "public") -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise InputError("public", "expected true or false")
+        raise InputError(key, "expected true or false")
     return value
 
 
@@ -280,7 +280,8 @@ class Catalog:
 
     def update(self, viewer: Viewer, name: str, changes: dict) -> Environment:
         """PATCH: display name, description, default profile (null: the site's), public,
-        default services (checked against what the site offers; ``[]`` for none)."""
+        default services (checked against what the site offers; ``[]`` for none);
+        ``pinned`` (the garbage collector keeps its image) by admins only."""
         unknown = sorted(set(changes) - set(EDITABLE))
         if unknown:
             raise InputError(unknown[0], f"cannot be changed; expected any of "
@@ -289,7 +290,10 @@ class Catalog:
             "display_name": check_text(changes, "display_name", DISPLAY_NAME_MAX),
             "description": check_text(changes, "description", DESCRIPTION_MAX),
             "public": check_public(changes.get("public")),
+            "pinned": check_public(changes.get("pinned"), "pinned"),
         }
+        if values["pinned"] is not None and not viewer.admin:
+            raise Forbidden("only an admin can pin or unpin an environment", field="pinned")
         if "profile" in changes:
             values["profile"] = self.profiles.check(changes["profile"])
         if "services" in changes:
@@ -308,6 +312,15 @@ class Catalog:
             raise InputError(where, "expected a list of {\"name\", \"version\", "
                                     "\"params\"}; [] for none")
         return self.services.check(services, where=where)
+
+    def note_launched(self, names: set[str], when=None) -> None:
+        """Servers of the environments ``names`` run now (one transaction)."""
+        if not names:
+            return
+        when = when or utcnow()
+        with self.transaction() as db:
+            for env in db.scalars(select(Environment).where(Environment.name.in_(names))):
+                env.last_launched = when
 
     def remove(self, viewer: Viewer, name: str) -> tuple[Environment, list[str]]:
         """Delete the record and its builds (one transaction); returns it and the ids of

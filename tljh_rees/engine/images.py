@@ -50,6 +50,16 @@ class ImageInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class BuiltImage:
+    """One image the service built, with every tag it has (for garbage collection)."""
+
+    id: str
+    tags: tuple[str, ...]
+    size: int
+    created: float = 0.0  # seconds since the epoch
+
+
 class Images:
     """What the build queue and the catalog need of an image store (see DockerImages;
     ``tljh_rees.fakes.FakeImages`` stands in for fast tests)."""
@@ -83,6 +93,19 @@ class Images:
     def reachable(self) -> bool:
         """Whether the engine answers now (a failed build may have been its doing)."""
         return True
+
+    def built_images(self) -> list[BuiltImage]:
+        """Every image the service built, with its tags."""
+        raise NotImplementedError
+
+    def in_use(self) -> set[str]:
+        """Ids of the images that running containers (any on the engine) use."""
+        raise NotImplementedError
+
+    def remove_image(self, image: BuiltImage) -> bool:
+        """Remove ``image`` (all its tags), never from under a container; whether it is
+        gone."""
+        raise NotImplementedError
 
 
 class DockerImages(Images):
@@ -127,6 +150,26 @@ class DockerImages(Images):
         containers = self.api().containers(
             filters={"label": f"{SERVER_ENVIRONMENT_LABEL}={environment}"})
         return [c["Names"][0].lstrip("/") for c in containers]
+
+    def built_images(self) -> list[BuiltImage]:
+        return [BuiltImage(e["Id"], tuple(t for t in e.get("RepoTags") or []
+                                          if t != "<none>:<none>"),
+                           e.get("Size") or 0, float(e.get("Created") or 0))
+                for e in self.api().images(filters={"label": BUILT_BY_LABEL})]
+
+    def in_use(self) -> set[str]:
+        return {c.get("ImageID") for c in self.api().containers() if c.get("ImageID")}
+
+    def remove_image(self, image: BuiltImage) -> bool:
+        api = self.api()
+        for ref in (*image.tags, image.id):  # the id last: for an image left untagged
+            try:
+                api.remove_image(ref)  # never forced: a container's image stays
+            except NotFound:
+                pass
+            except APIError:
+                break  # a container uses it (or another tag appeared): keep it
+        return self.inspect(image.id) is None
 
     def reachable(self) -> bool:
         try:

@@ -23,6 +23,7 @@ def environment_json(env: Environment, last_build: Build | None, handler) -> dic
         "limits": profiles.limits(env.profile),
         "public": env.public, "status": status_of(env, last_build),
         "services": services_of(env),
+        "pinned": bool(env.pinned), "last_launched": iso(env.last_launched),
         "spec_name": env.spec_name, "spec_version": env.spec_version,
         "created": iso(env.created), "updated": iso(env.updated), "built": iso(env.built),
         "last_build": build_json(last_build, handler.builds, handler.urls)

@@ -190,6 +190,9 @@ SCHEMAS = {
         "image": nullable(STRING), "image_size": nullable(INT), "owner": STRING,
         "profile": nullable(STRING), "limits": ref("Limits"), "public": BOOL,
         "status": {"enum": [*BUILD_STATUS, "missing"]},
+        "pinned": {"type": "boolean", "description": "An admin pinned it: disk garbage "
+                   "collection never removes its current image."},
+        "last_launched": nullable(TIME),
         "spec_name": nullable(STRING), "spec_version": nullable(STRING),
         "created": nullable(TIME), "updated": nullable(TIME), "built": nullable(TIME),
         "last_build": {"anyOf": [ref("Build"), {"type": "null"}]}, "url": URL,
@@ -201,7 +204,8 @@ SCHEMAS = {
                            "declaring them in .rees/services.json."},
     }, required=("name", "display_name", "description", "repo", "ref", "commit", "image",
                  "image_size", "owner", "profile", "limits", "public", "status", "services",
-                 "spec_name", "spec_version", "created", "updated", "built", "last_build",
+                 "pinned", "last_launched", "spec_name", "spec_version", "created",
+                 "updated", "built", "last_build",
                  "url")),
     "EnvironmentPage": obj({
         "environments": {"type": "array", "items": ref("Environment")},
@@ -318,6 +322,9 @@ SCHEMAS = {
         "services": {**SERVICE_LIST, "description": "The environment's default add-on "
                      "services, checked against the site's offer (an error names the "
                      "field, e.g. services[0].params.maxmemory); [] for none."},
+        "pinned": nullable({"type": "boolean",
+                            "description": "Admins only: keep its image through disk "
+                                           "garbage collection."}),
     }, closed=True),
     "ApplicationRequest": obj({
         "environment": {"type": "string", "minLength": 1},
@@ -476,8 +483,8 @@ API = {
         "get": op("One environment.", {**ok("Environment"), **errors(403, 404)},
                   "environments"),
         "patch": op("Change display fields, default profile, visibility, default add-on "
-                    "services (the owner, if they may build, or an admin). Nothing is "
-                    "rebuilt.",
+                    "services (the owner, if they may build, or an admin), or pin it "
+                    "(admins). Nothing is rebuilt.",
                     {**ok("Environment"), **errors(400, 403, 404, 413)}, "environments",
                     requestBody=body("EnvironmentChange", required=False)),
         "delete": op("Delete the environment, its builds, logs, images and exports.",

@@ -65,6 +65,10 @@ class Environment(Base):
     # checked by the site's ServiceCatalog): set by PATCH, or by a build of a repository
     # declaring them in .rees/services.json.
     services: Mapped[str] = mapped_column(Text, default="[]")
+    # When a server of it was last seen running (the GC's "least recently launched").
+    last_launched: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Pinned by an admin: the disk garbage collector never removes its current image.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -1,0 +1,1 @@
+"""Running the machine: disk garbage collection."""
