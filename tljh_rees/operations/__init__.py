@@ -1,0 +1,1 @@
+"""Running a busy machine: metrics for Prometheus, quotas on launches and builds."""
