@@ -116,6 +116,28 @@ def _admin_users(c) -> list[str]:
     return []
 
 
+class NamedServerLimit:
+    """``JupyterHub.named_server_limit_per_user`` from ``rees.quotas.servers_per_user``.
+
+    The Hub asks it with the handler of the request, whose caller is the one limited: a
+    user on the Hub's own pages and API (Hub admins are exempt, as from the service's
+    quota), or the rees service, which is not limited here because it applies the quota
+    itself (counting running servers). The Hub counts a user's named servers that exist,
+    stopped ones too, until they are deleted."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __call__(self, handler) -> int:
+        caller = handler.current_user
+        if caller is None or getattr(caller, "kind", "user") != "user":
+            return 0
+        return 0 if getattr(caller, "admin", False) else self.limit
+
+    def __repr__(self) -> str:
+        return f"NamedServerLimit({self.limit})"
+
+
 def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
                   config_dir: str = "") -> None:
     """Apply tljh-rees to the JupyterHub config ``c`` (TLJH's, or the demo's).
@@ -182,7 +204,8 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     c.JupyterHub.allow_named_servers = True
     if settings.quotas.servers_per_user:
         # launches through the Hub's own spawn page are bounded by the Hub itself
-        c.JupyterHub.named_server_limit_per_user = settings.quotas.servers_per_user
+        c.JupyterHub.named_server_limit_per_user = NamedServerLimit(
+            settings.quotas.servers_per_user)
     c.ReesSpawner.profiles = [p.to_dict() for p in settings.profiles]
     c.ReesSpawner.default_profile = settings.default_profile
     c.ReesSpawner.catalog_db = os.path.join(settings.state_dir, "rees.sqlite")

@@ -81,7 +81,19 @@ def test_settings_defaults_validation_and_hub_config():
     from traitlets.config import Config
     c = Config()
     configure_hub(c, settings)
-    assert c.JupyterHub.named_server_limit_per_user == 2
+    limit = c.JupyterHub.named_server_limit_per_user
+
+    class Handler:
+        def __init__(self, current_user):
+            self.current_user = current_user
+
+    class Caller:
+        def __init__(self, kind, admin=False):
+            self.kind, self.admin = kind, admin
+
+    assert limit(Handler(Caller("user"))) == 2  # the Hub's own spawn page
+    assert limit(Handler(Caller("user", admin=True))) == 0  # admins are exempt
+    assert limit(Handler(Caller("service"))) == 0  # the service applies the quota itself
     c = Config()
     configure_hub(c, parse_settings({"hub_ip": "192.0.2.1"}))
     assert "named_server_limit_per_user" not in c.JupyterHub  # the Hub's own default
