@@ -150,3 +150,44 @@ async def test_the_launcher_refuses_a_server_too_many_and_reports_ready():
     app, started = await launcher.start(user, "two", {"environment": "y"}, "environment")
     assert started and hub.started == ["two"] and ready == [False]
     assert launcher.starting.count("y") == 0  # ready: no longer starting
+
+
+class PendingHub(FakeHub):
+    """A start the Hub shows pending first; ``finish`` makes it ready or gone."""
+
+    async def start_server(self, user, server, options):
+        self.started.append(server)
+        self.servers[server] = {"ready": False, "pending": "spawn", "user_options": options}
+
+    def finish(self, server, ready: bool):
+        if ready:
+            self.servers[server] = {"ready": True, "user_options": {}}
+        else:
+            del self.servers[server]
+
+
+async def test_a_launch_is_starting_until_seen_ready_or_gone():
+    hub = PendingHub({})
+    launcher = Launcher(catalog=None, hub=hub, quotas=Quotas(launches_per_environment=1))
+    launcher.ready_poll = 0.01
+    ready = []
+    launcher.on_ready.append(lambda seconds, pooled: ready.append(seconds))
+    alice, bob = Viewer("alice", servers=True), Viewer("bob", servers=True)
+    app, started = await launcher.start(alice, "a", {"environment": "env"}, "environment")
+    assert started and not app["ready"] and launcher.starting.count("env") == 1
+    with pytest.raises(TooMany, match="launches_per_environment: 1 launch"):
+        await launcher.start(bob, "c", {"environment": "env"}, "environment")
+    hub.finish("a", ready=True)
+    for _ in range(100):
+        if ready:
+            break
+        await asyncio.sleep(0.01)
+    assert len(ready) == 1 and launcher.starting.count("env") == 0
+    hub.servers.clear()
+    await launcher.start(bob, "b", {"environment": "env"}, "environment")
+    hub.finish("b", ready=False)  # the start failed: no longer starting, not observed
+    for _ in range(100):
+        if not launcher.starting.count("env"):
+            break
+        await asyncio.sleep(0.01)
+    assert launcher.starting.count("env") == 0 and len(ready) == 1
