@@ -40,6 +40,7 @@ def test_queued_builds_per_user_and_queue_length():
     quotas.check_builds(ALICE, 1, 4)
     with pytest.raises(TooMany, match=r"rees\.quotas\.queued_builds_per_user: you have 2 "):
         quotas.check_builds(ALICE, 2, 2)
+    quotas.check_builds(Viewer("", builder=True), 9, 4)  # Binder links: the site's
     quotas.check_builds(ADMIN, 9, 4)  # admins: no per-user quota ...
     with pytest.raises(TooMany, match=r"rees\.quotas\.queue_length: 5 build\(s\)"):
         quotas.check_builds(ADMIN, 0, 5)  # ... but the queue's length holds for them too

@@ -54,7 +54,8 @@ class Quotas(LoggingConfigurable):
         """Refuse one more queued build when ``viewer`` has ``queued_of_user`` builds
         waiting, and ``queued`` wait in all."""
         quota = self.queued_builds_per_user
-        if quota and not viewer.admin and queued_of_user >= quota:
+        # builds for Binder links are the site's (no name): only the queue length holds
+        if quota and not viewer.admin and viewer.name and queued_of_user >= quota:
             raise TooMany(
                 f"quota rees.quotas.queued_builds_per_user: you have {queued_of_user} "
                 f"build(s) waiting for a build slot and at most {quota} may wait; wait for "
