@@ -39,6 +39,7 @@ setup(
         "beautifulsoup4>=4.9,<5",  # the gallery resolves notebook images in its HTML
         "oras>=0.2,<0.3",
         "requests>=2.28,<3",  # tljh-rees client
+        "prometheus_client>=0.17,<1",  # GET metrics
     ],
     entry_points={
         "tljh": ["rees = tljh_rees.plugin"],

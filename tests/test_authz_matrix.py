@@ -166,6 +166,8 @@ MATRIX = [
     ("GET", "gallery/{pub}/notebooks/" + NOTEBOOK, PAGE, {}),
     ("GET", "gallery/{priv}/render/" + NOTEBOOK, PRIVATE_PAGE, {}),
     ("GET", "gallery/{pub}/render/" + NOTEBOOK, PAGE, {}),
+    # operations: custom:rees:metrics (rees admins, Hub admins)
+    ("GET", "metrics", "403 403 403 403 200 200 403", {}),
     # Binder links: the stream answers every problem (a missing login too) as a failed
     # event on a 200, as BinderHub's clients expect; tests/test_binder.py reads the events
     ("GET", "v2/gh/someone/something/HEAD", PAGE, {}),

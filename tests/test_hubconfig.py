@@ -6,7 +6,7 @@ import sys
 from jupyterhub.app import JupyterHub
 from traitlets.config import Config
 
-from tljh_rees import ADMIN_SCOPE, BUILD_SCOPE, SERVICE_NAME
+from tljh_rees import ADMIN_SCOPE, BUILD_SCOPE, METRICS_SCOPE, SERVICE_NAME
 from tljh_rees.hubconfig import (
     SERVICE_CONFIG_ENV, configure_hub, read_service_config, service_config,
 )
@@ -37,7 +37,8 @@ def test_service_is_appended_after_tljhs_culler():
     assert culler == CULLER
     assert rees["name"] == SERVICE_NAME and rees["url"] == "http://127.0.0.1:7001"
     assert rees["command"] == ["/hub/python", "-m", "tljh_rees.service"]
-    assert rees["oauth_client_allowed_scopes"] == [BUILD_SCOPE, ADMIN_SCOPE, "servers!user"]
+    assert rees["oauth_client_allowed_scopes"] == [BUILD_SCOPE, ADMIN_SCOPE, METRICS_SCOPE,
+                                                   "servers!user"]
 
 
 def test_services_appended_lazily_by_others_are_kept():
@@ -55,8 +56,10 @@ def test_custom_scopes_are_added_to_existing_ones():
     c.JupyterHub.custom_scopes = {"custom:other:thing": {"description": "Another plugin's"}}
     configure_hub(c, settings())
     scopes = hub_view(c).custom_scopes
-    assert set(scopes) == {"custom:other:thing", BUILD_SCOPE, ADMIN_SCOPE}
-    assert scopes[ADMIN_SCOPE]["subscopes"] == [BUILD_SCOPE]
+    assert set(scopes) == {"custom:other:thing", BUILD_SCOPE, ADMIN_SCOPE,
+                           METRICS_SCOPE}
+    assert scopes[ADMIN_SCOPE]["subscopes"] == [BUILD_SCOPE, METRICS_SCOPE]
+    assert scopes[METRICS_SCOPE]["description"]
     assert all(s["description"] for s in scopes.values())
 
 
@@ -70,7 +73,7 @@ def test_roles_for_the_service_builders_admins_and_every_user():
     assert roles["rees-builders"]["users"] == ["bob"]
     assert roles["rees-builders"]["scopes"] == [BUILD_SCOPE]
     assert roles["rees-admins"]["users"] == ["ada", "carol", "root-admin"]
-    assert roles["rees-admins"]["scopes"] == [ADMIN_SCOPE]
+    assert roles["rees-admins"]["scopes"] == [ADMIN_SCOPE, METRICS_SCOPE]
     assert roles["user"]["scopes"] == ["self", ACCESS]
 
 

@@ -52,6 +52,8 @@ from .ondemand.culler import Culler
 from .ondemand.pools import PoolManager
 from .ondemand.temporary import TemporaryUsers
 from .operations.gc import GarbageCollector, docker_disk_usage, note_launches
+from .operations.metrics import Metrics
+from .operations.quotas import Quotas
 from .services.kinds import ServiceCatalog
 from .settings import machine_memory
 from .store.db import open_database
@@ -69,6 +71,7 @@ ROUTE_MODULES = [
     "tljh_rees.handlers.gallery",
     "tljh_rees.handlers.pages",
     "tljh_rees.handlers.binder",
+    "tljh_rees.handlers.metrics",
     "tljh_rees.handlers.openapi",  # last: its catch-all answers unknown api/ paths
 ]
 CONFIG_FILE = "rees_config.py"
@@ -80,7 +83,7 @@ class ReesService(Application):
     description = "Build and launch reproducible environments on a JupyterHub."
     classes = [BuildManager, Repo2DockerBuilder, LogStore, ExportManager, SifConverter,
                Gallery, Composer, SpecStore, Previewer, BinderLinks, Applications,
-               PoolManager, Culler, GarbageCollector, *GIT_PROVIDERS]
+               PoolManager, Culler, GarbageCollector, Quotas, *GIT_PROVIDERS]
 
     ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
     port = Integer(6789, config=True, help="Port the service listens on.")
@@ -183,9 +186,14 @@ class ReesService(Application):
         preview.user_id = getattr(builder, "user_id", preview.user_id)
         builds.on_built.append(gallery.index_soon)
         builds.on_removed.append(exports.forget_environment)
+        quotas = Quotas(parent=self)
+        metrics = Metrics()
+        builds.quotas = quotas
+        builds.on_finished.append(metrics.build_finished)
         hub = HubAPI(self.hub_api_url)
         binder = BinderLinks(builds, parent=self)
-        launcher = Launcher(catalog, hub)
+        launcher = Launcher(catalog, hub, quotas)
+        launcher.on_ready.append(metrics.launch_ready)
         templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
                                     self.template_images, services)
         temporary = TemporaryUsers(templates, hub)
@@ -196,12 +204,16 @@ class ReesService(Application):
         gc = GarbageCollector(catalog, images, docker_disk_usage(lambda: api),
                               logs_dir=logs.directory, exports_dir=exports.directory,
                               parent=self)
+        metrics.watch(queue_length=lambda: len(builds.pending),
+                      pools=lambda: {t.name: pools.describe(t, p.size)["available"]
+                                     for t, p in pools.pools()},
+                      disk=catalog.present_images_bytes, active_users=hub.active_users)
         return {
             "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
             "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
             "composer": composer, "launcher": launcher, "hub": hub, "binder": binder,
             "templates": templates, "pools": pools, "applications": applications,
-            "culler": culler, "gc": gc,
+            "culler": culler, "gc": gc, "quotas": quotas, "metrics": metrics,
             "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }
@@ -288,10 +300,12 @@ class ReesService(Application):
             try:
                 # running containers are asked of the engine, so servers stay safe even
                 # when the Hub did not answer
-                await asyncio.to_thread(gc.run)
+                report = await asyncio.to_thread(gc.run)
             except Exception:
                 self.log.exception("gc: a round failed")
                 continue
+            parts["metrics"].gc_removed_images(
+                sum(r.kind == "image" for r in report.removals))
             await self._sync_with_engine(parts)
 
     async def _stop_when_orphaned(self, stopping: asyncio.Event) -> None:

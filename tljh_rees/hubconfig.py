@@ -12,7 +12,7 @@ import sys
 
 from traitlets.config import Config, LazyConfigValue
 
-from . import ADMIN_SCOPE, BUILD_SCOPE, SERVICE_NAME
+from . import ADMIN_SCOPE, BUILD_SCOPE, METRICS_SCOPE, SERVICE_NAME
 from .binder.links import provider_classes
 from .engine.docker import bridge_gateway
 from .settings import Settings
@@ -55,6 +55,10 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Applications.anonymous_enabled = settings.anonymous.enabled
     c.Applications.max_anonymous = settings.anonymous.max_servers
     c.Applications.launches_per_hour = settings.anonymous.launches_per_hour
+    c.Quotas.servers_per_user = settings.quotas.servers_per_user
+    c.Quotas.queued_builds_per_user = settings.quotas.queued_builds_per_user
+    c.Quotas.launches_per_environment = settings.quotas.launches_per_environment
+    c.Quotas.queue_length = settings.quotas.queue_length
     c.ReesService.template_images = list(settings.template_images)
     c.ReesService.services = service_offer(settings)
     c.BuildManager.concurrency = settings.builds.concurrency
@@ -124,6 +128,28 @@ def _admin_users(c) -> list[str]:
     return []
 
 
+class NamedServerLimit:
+    """``JupyterHub.named_server_limit_per_user`` from ``rees.quotas.servers_per_user``.
+
+    The Hub asks it with the handler of the request, whose caller is the one limited: a
+    user on the Hub's own pages and API (Hub admins are exempt, as from the service's
+    quota), or the rees service, which is not limited here because it applies the quota
+    itself (counting running servers). The Hub counts a user's named servers that exist,
+    stopped ones too, until they are deleted."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __call__(self, handler) -> int:
+        caller = handler.current_user
+        if caller is None or getattr(caller, "kind", "user") != "user":
+            return 0
+        return 0 if getattr(caller, "admin", False) else self.limit
+
+    def __repr__(self) -> str:
+        return f"NamedServerLimit({self.limit})"
+
+
 def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
                   config_dir: str = "") -> None:
     """Apply tljh-rees to the JupyterHub config ``c`` (TLJH's, or the demo's).
@@ -140,7 +166,8 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         "oauth_no_confirm": True,
         # The service's pages act for the user: with their build/admin rights, and
         # starting and stopping their own servers (launch links, the Servers page).
-        "oauth_client_allowed_scopes": [BUILD_SCOPE, ADMIN_SCOPE, "servers!user"],
+        "oauth_client_allowed_scopes": [BUILD_SCOPE, ADMIN_SCOPE, METRICS_SCOPE,
+                                        "servers!user"],
         "display": True,
         "info": {"description": "Build and launch reproducible environments"},
     })
@@ -148,9 +175,11 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     custom_scopes = c.JupyterHub.get("custom_scopes") or {}
     custom_scopes = dict(custom_scopes) if isinstance(custom_scopes, dict) else {}
     custom_scopes[BUILD_SCOPE] = {"description": "Build environments from repositories"}
+    custom_scopes[METRICS_SCOPE] = {
+        "description": "Read the rees service's metrics (Prometheus)"}
     custom_scopes[ADMIN_SCOPE] = {
         "description": "Administer all environments and builds",
-        "subscopes": [BUILD_SCOPE],
+        "subscopes": [BUILD_SCOPE, METRICS_SCOPE],
     }
     c.JupyterHub.custom_scopes = custom_scopes
 
@@ -164,7 +193,7 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     })
     _append(c.JupyterHub, "load_roles", {
         "name": ADMINS_ROLE, "description": "May administer all environments",
-        "scopes": [ADMIN_SCOPE],
+        "scopes": [ADMIN_SCOPE, METRICS_SCOPE],
         "users": sorted(set(settings.admins) | set(_admin_users(c))),
     })
     _grant_user_role_scope(c, f"access:services!service={SERVICE_NAME}")
@@ -185,6 +214,10 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
 
     c.JupyterHub.spawner_class = "tljh_rees.spawner.ReesSpawner"
     c.JupyterHub.allow_named_servers = True
+    if settings.quotas.servers_per_user:
+        # launches through the Hub's own spawn page are bounded by the Hub itself
+        c.JupyterHub.named_server_limit_per_user = NamedServerLimit(
+            settings.quotas.servers_per_user)
     c.ReesSpawner.profiles = [p.to_dict() for p in settings.profiles]
     c.ReesSpawner.default_profile = settings.default_profile
     c.ReesSpawner.catalog_db = os.path.join(settings.state_dir, "rees.sqlite")

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
+import time
 import urllib.parse
+from collections import defaultdict
+from typing import Callable
 
 from jupyterhub.utils import url_path_join
 
 from .catalog import Catalog, Viewer
-from .errors import Conflict, Forbidden, InputError, NotFound
+from .errors import Conflict, Forbidden, InputError, NotFound, ReesError
 from .hubapi import HubAPI
+from .operations.quotas import StartingLaunches
+
+log = logging.getLogger("tljh_rees.launcher")
 
 # A server name JupyterHub 6 accepts (a "safe slug"), and so 5 too: 1 to 30 lowercase
 # letters, digits and single hyphens, starting with a letter, ending with a letter or digit.
@@ -67,9 +74,21 @@ def application_json(user: str, server_name: str, server: dict) -> dict:
 
 
 class Launcher:
-    def __init__(self, catalog: Catalog, hub: HubAPI):
+    ready_poll = 1.0  # seconds between looks at a starting server (launch metrics)
+    ready_timeout = 900  # seconds after which a start is no longer watched
+
+    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None):
         self.catalog = catalog
         self.hub = hub
+        # ``operations.quotas.Quotas`` (None: no quotas): servers per user and launches
+        # of one environment starting at once, checked before a new server starts.
+        self.quotas = quotas
+        self.starting = StartingLaunches()
+        # Called with the seconds from a launch request to its server being ready, and
+        # whether it was a pooled server (metrics).
+        self.on_ready: list[Callable[[float, bool], None]] = []
+        self._watches: set[asyncio.Task] = set()
+        self._user_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @staticmethod
     def require_servers(viewer: Viewer) -> None:
@@ -98,23 +117,33 @@ class Launcher:
                      server_name=None) -> tuple[dict, bool]:
         """Start (or find running) the user's named server of ``environment``.
         Returns its model and whether it was started now."""
+        since = time.monotonic()
         self.require_servers(viewer)
         plan = self.catalog.launch_plan(viewer, environment, profile or None)
         options = {"environment": plan.environment}
         if profile:
             options["profile"] = plan.profile["name"]
         return await self.start(viewer, server_name or server_name_for(plan.environment),
-                                options, "environment")
+                                options, "environment", since)
 
-    async def start(self, viewer: Viewer, server_name, options: dict, kind: str
-                    ) -> tuple[dict, bool]:
+    async def start(self, viewer: Viewer, server_name, options: dict, kind: str,
+                    since: float | None = None) -> tuple[dict, bool]:
         """Start the user's server ``server_name`` with ``options`` (an ``environment`` or
-        a ``template``, named by ``options[kind]``), or find it running that already."""
+        a ``template``, named by ``options[kind]``), or find it running that already.
+        ``since``: ``time.monotonic()`` of the request (launch metrics)."""
+        since = time.monotonic() if since is None else since
         self.require_servers(viewer)
         if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
             raise InputError("server_name", "expected 1 to 30 lowercase letters, digits and "
                                             "single '-', starting with a letter")
-        existing = (await self.servers(viewer)).get(server_name)
+        # one launch of a user at a time, so two cannot both take the last place
+        async with self._user_locks[viewer.name]:
+            return await self._start(viewer, server_name, options, kind, since)
+
+    async def _start(self, viewer: Viewer, server_name: str, options: dict, kind: str,
+                     since: float) -> tuple[dict, bool]:
+        servers = await self.servers(viewer)
+        existing = servers.get(server_name)
         if existing:
             running = (existing.get("user_options") or {}).get(kind)
             if running != options[kind]:
@@ -122,12 +151,65 @@ class Launcher:
                                f"{running or 'something else'}; stop it or choose "
                                "another name", field="server_name")
             return application_json(viewer.name, server_name, existing), False
-        starting = asyncio.create_task(self.hub.start_server(viewer.name, server_name,
-                                                             options))
-        # Once the Hub shows it pending, its progress page reports how the start ends.
-        starting.add_done_callback(lambda task: task.cancelled() or task.exception())
-        server = await self._until_visible(viewer, server_name, starting)
+        environment = options[kind] if kind == "environment" else f"{kind}:{options[kind]}"
+        if self.quotas is not None:
+            self.quotas.check_servers(viewer, len(servers))
+            self.quotas.check_launches(environment, self.starting.count(environment))
+        key = f"{viewer.name}/{server_name}"
+        self.starting.begin(key, environment)
+        try:
+            starting = asyncio.create_task(self.hub.start_server(viewer.name, server_name,
+                                                                 options))
+            # Once the Hub shows it pending, its progress page reports how the start ends.
+            starting.add_done_callback(lambda task: task.cancelled() or task.exception())
+            server = await self._until_visible(viewer, server_name, starting)
+        except BaseException:
+            self.starting.end(key)
+            raise
+        self.watch(viewer.name, server_name, since, key, server)
         return application_json(viewer.name, server_name, server), True
+
+    # -- until ready (metrics, launches starting) -----------------------------------------
+
+    def tell_ready(self, seconds: float, pooled: bool = False) -> None:
+        for hook in self.on_ready:
+            try:
+                hook(seconds, pooled)
+            except Exception:
+                log.exception("on_ready hook failed")
+
+    def watch(self, user: str, server_name: str, since: float, key: str,
+              server: dict | None = None) -> None:
+        """Note when the server the launch at ``since`` started is ready (or gone): a
+        background look at the Hub every ``ready_poll`` seconds, unless ready now."""
+        if server is not None and server.get("ready"):
+            self.starting.end(key)
+            self.tell_ready(time.monotonic() - since)
+            return
+        task = asyncio.create_task(self._watch(user, server_name, since, key))
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
+
+    async def _watch(self, user: str, server_name: str, since: float, key: str) -> None:
+        try:
+            while time.monotonic() - since < self.ready_timeout:
+                await asyncio.sleep(self.ready_poll)
+                try:
+                    server = ((await self.hub.user(user)).get("servers") or {}).get(
+                        server_name)
+                except ReesError as e:
+                    if e.status == 404:
+                        return  # the user is gone (a temporary user removed)
+                    continue
+                except Exception:  # the Hub restarting
+                    continue
+                if server is not None and server.get("ready"):
+                    self.tell_ready(time.monotonic() - since)
+                    return
+                if server is None or not server.get("pending"):
+                    return  # the start failed or the server was stopped
+        finally:
+            self.starting.end(key)
 
     async def _until_visible(self, viewer: Viewer, server_name: str,
                              starting: asyncio.Task) -> dict:

@@ -139,6 +139,16 @@ class AnonymousSettings:
 
 
 @dataclass(frozen=True)
+class QuotaSettings:
+    """``rees.quotas``: 0 means no quota."""
+
+    servers_per_user: int = 0
+    queued_builds_per_user: int = 3
+    launches_per_environment: int = 0  # launches of one environment starting at once
+    queue_length: int = 50  # builds waiting, over all users
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     volume_name: str = "rees-home-{username}"
     path: str = "work"
@@ -197,6 +207,7 @@ class Settings:
     binder: BinderSettings = field(default_factory=BinderSettings)
     export_registry: str = ""  # oras:// prefix every HPC export is also pushed to
     anonymous: AnonymousSettings = field(default_factory=AnonymousSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
     template_images: tuple[str, ...] = ()  # plain images templates may use
     builders: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
@@ -385,7 +396,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
-         "admins", "gc"},
+         "admins", "gc", "quotas"},
         p,
     )
 
@@ -516,6 +527,17 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     templates = r.section(data, "templates", p)
     r.unknown(templates, {"allowed_images"}, f"{p}.templates")
 
+    quotas_raw = r.section(data, "quotas", p)
+    qp = f"{p}.quotas"
+    r.unknown(quotas_raw, {"servers_per_user", "queued_builds_per_user",
+                           "launches_per_environment", "queue_length"}, qp)
+    defaults = QuotaSettings()
+    quotas = QuotaSettings(**{
+        key: r.get(quotas_raw, key, qp, getattr(defaults, key), _whole,
+                   "a whole number ≥ 0 (0: no quota)")
+        for key in ("servers_per_user", "queued_builds_per_user",
+                    "launches_per_environment", "queue_length")})
+
     settings = Settings(
         state_dir=r.get(data, "state_dir", p, DEFAULT_STATE_DIR, _absolute_path,
                         "an absolute directory path"),
@@ -535,6 +557,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         export_registry=r.get(export, "registry", f"{p}.export", "", _oras_prefix,
                               "an ORAS registry prefix like oras://registry.example.org/team"),
         anonymous=anonymous,
+        quotas=quotas,
         template_images=r.get(templates, "allowed_images", f"{p}.templates", (), _users,
                               "a list of image names, like jupyter/base-notebook:2024"),
         builders=r.get(data, "builders", p, (), _users, "a list of user names"),

@@ -15,6 +15,7 @@ import errno
 import json
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
@@ -63,6 +64,7 @@ class ActiveBuild:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task | None = None
     cancelled: bool = False
+    started: float | None = None  # time.monotonic() when it left the queue
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -90,6 +92,11 @@ class BuildManager(LoggingConfigurable):
         # environment and its build ids when it is removed (gallery, exports).
         self.on_built: list[Callable[[Environment], None]] = []
         self.on_removed: list[Callable[[Environment, list[str]], None]] = []
+        # Called with a build's outcome (built, failed, cancelled) and the seconds it ran
+        # (None when it did not run: a cache answer, a cancel in the queue) — metrics.
+        self.on_finished: list[Callable[[str, float | None], None]] = []
+        # Checks one more queued build (``operations.quotas.Quotas``); None: no quotas.
+        self.quotas = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -206,12 +213,15 @@ class BuildManager(LoggingConfigurable):
                 env.ref = request.ref
             elif cached is not None:
                 reuse_image, build.status = cached.image_id, "running"
+            else:  # it would wait in the queue: refused over a quota (nothing recorded)
+                self._check_quotas(request.requester)
             db.add(build)
             env.last_build_id = build_id
             env_id = env.id
         events = BuildEvents(self.logs.open(build_id))
         if build.status == "built":
             events.phase("built", f"{build.image} is already built from commit {commit[:12]}")
+            self._tell_finished("built", None)
             return build
         if reuse_image and await self._reuse(build_id, env_id, request, commit, reuse_image,
                                              events):
@@ -224,6 +234,20 @@ class BuildManager(LoggingConfigurable):
         events.phase("queued", f"waiting for a build slot (position {len(self.pending)})")
         self.wakeup.set()
         return self.record(build_id)
+
+    def _check_quotas(self, requester: Viewer) -> None:
+        if self.quotas is None:
+            return
+        mine = sum(self.active[b].request.requester.name == requester.name
+                   for b in self.pending if b in self.active)
+        self.quotas.check_builds(requester, mine, len(self.pending))
+
+    def _tell_finished(self, status: str, seconds: float | None) -> None:
+        for hook in self.on_finished:
+            try:
+                hook(status, seconds)
+            except Exception:
+                self.log.exception("on_finished hook failed")
 
     async def _reuse(self, build_id: str, env_id: int, request: BuildRequest, commit: str,
                      image_id: str, events: BuildEvents) -> bool:
@@ -238,6 +262,7 @@ class BuildManager(LoggingConfigurable):
                       services=self._declared_with(image_id))
         env = self._record_outcome(build_id, "built", "", built, cache_hit=True)
         events.phase("built", f"{tag} is already built from commit {commit[:12]}")
+        self._tell_finished("built", None)
         await self._after_built(build_id, env, built)
         return True
 
@@ -289,6 +314,7 @@ class BuildManager(LoggingConfigurable):
             self.processes.remember(active.build_id, proc.pid)
 
         self._update(active.build_id, status="running", started=utcnow())
+        active.started = time.monotonic()
         events.phase("running", "fetching the repository")
         workdir = tempfile.mkdtemp(prefix="rees-build-")
         status, error, built = "failed", "", None
@@ -366,6 +392,8 @@ class BuildManager(LoggingConfigurable):
                    "cancelled": "the build was cancelled"}
         active.events.phase(status, message.get(status, error))
         active.done.set()
+        self._tell_finished(status, None if active.started is None
+                            else time.monotonic() - active.started)
         if status == "built":
             await self._after_built(active.build_id, env, built)
 

@@ -349,6 +349,14 @@ class Catalog:
         with self.session() as db:
             return self.cached_image(db, repo, commit) is not None
 
+    def present_images_bytes(self) -> int:
+        """Bytes of the environments' current images the engine has (each image once)."""
+        with self.session() as db:
+            rows = db.execute(select(Environment.image_id, Environment.image_size).where(
+                Environment.image_id.is_not(None), Environment.image_present.is_(True))
+            ).all()
+        return sum(dict((image_id, size or 0) for image_id, size in rows).values())
+
     @staticmethod
     def cached_image(db: Session, repo: str, commit: str) -> Environment | None:
         """An environment whose current image was built by this service from ``repo`` at

@@ -66,6 +66,8 @@ ERROR_TEXT = {
          "take this method.",
     415: "Unsupported request content type.",
     422: "Understood but cannot be done (e.g. a repository that cannot be read).",
+    429: "Over a cap or a quota (named in `error`, with the current use); `Retry-After` "
+         "says when to try again.",
     502: "The Hub did not answer as expected.",
 }
 
@@ -440,7 +442,7 @@ API = {
         "post": op("Build a repository into an environment (needs the build permission).",
                    {**ok("Build", "Already built (cache); nothing ran."),
                     **ok("Build", "Queued (or joined a running build).", 202),
-                    **errors(400, 403, 409, 413, 422)}, "builds",
+                    **errors(400, 403, 409, 413, 422, 429)}, "builds",
                    requestBody=body("BuildRequest")),
     },
     "/api/builds/{build_id}": {
@@ -521,7 +523,7 @@ API = {
                    "to start the caller's servers).",
                    {**ok("Application", "It runs already."),
                     **ok("Application", "Started.", 201),
-                    **errors(400, 403, 404, 409, 413, 502)}, "applications",
+                    **errors(400, 403, 404, 409, 413, 429, 502)}, "applications",
                    requestBody=body("ApplicationRequest")),
     },
     "/api/servers/{server_name}": {
@@ -685,6 +687,15 @@ BINDER = {
         "binder", security=[])},
 }
 
+OPERATIONS = {
+    "/metrics": {"get": op(
+        "The service's metrics in Prometheus' text format (builds, launches, queue, "
+        "servers, pools, image disk use, the process); needs `custom:rees:metrics` (rees "
+        "admins and Hub admins have it).",
+        {**ok({"type": "string"}, "Prometheus text exposition format 0.0.4.",
+              media="text/plain"), **errors(403)}, "service")},
+}
+
 TEMPLATE_NAME = path_param("name", "[a-z0-9][a-z0-9._-]*", "A template's name.")
 APP_ID = path_param("app_id", "[a-z0-9][a-z0-9-]*",
                     "An application's id: the caller's server name, or a temporary user's "
@@ -734,7 +745,6 @@ SCHEMAS.update({
                     required=("size",), closed=True),
     "NoFields": obj({}, closed=True, description="No fields."),
 })
-ERROR_TEXT[429] = "Over a cap (named in `error`); `Retry-After` says when to try again."
 ONDEMAND_PREFLIGHT = op("CORS preflight, for pages of `rees.binder.cors_allow_origin`.",
                         {"204": {"description": "The allowed headers and methods."},
                          **errors(404)}, "applications", security=[])
@@ -823,14 +833,15 @@ DOCUMENT = {
     "security": [{"token": []}],
     "tags": [{"name": n} for n in ("builds", "environments", "exports", "templates",
                                    "applications", "pools", "specs", "gallery", "binder", "service", "pages")],
-    "paths": {**API, **PAGES, **BINDER},
+    "paths": {**API, **PAGES, **BINDER, **OPERATIONS},
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {"token": {
             "type": "apiKey", "in": "header", "name": "Authorization",
             "description": "`token <JupyterHub API token>`; the token needs "
                            "`access:services!service=rees`. Building needs "
-                           "`custom:rees:build`; launching needs `servers!user=<name>`. "
+                           "`custom:rees:build`; launching needs `servers!user=<name>`; "
+                           "reading metrics needs `custom:rees:metrics`. "
                            "Browsers use the Hub's login (OAuth) instead.",
         }},
     },

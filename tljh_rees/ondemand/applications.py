@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import urllib.parse
 
 from jupyterhub.utils import url_path_join
@@ -87,8 +88,9 @@ class Applications(LoggingConfigurable):
     async def launch(self, viewer: Viewer | None, name: str, client: str) -> tuple[dict, bool]:
         """Launch template ``name`` for ``viewer`` (None: an anonymous visitor from address
         ``client``). Returns the application and whether it was started now."""
+        since = time.monotonic()
         if viewer is None:
-            return await self._launch_anonymous(name, client), True
+            return await self._launch_anonymous(name, client, since), True
         self.launcher.require_servers(viewer)
         template = self.templates.get(viewer, name)
         self.templates.plan(viewer, name)  # may they, and is it launchable: say so now
@@ -97,10 +99,11 @@ class Applications(LoggingConfigurable):
         if not running:
             await self._check_template_cap(template)
         app, started = await self.launcher.start(viewer, server_name,
-                                                 {"template": template.name}, "template")
+                                                 {"template": template.name}, "template",
+                                                 since)
         return self._with_progress(app, viewer.name, server_name), started
 
-    async def _launch_anonymous(self, name: str, client: str) -> dict:
+    async def _launch_anonymous(self, name: str, client: str, since: float) -> dict:
         if not self.anonymous_enabled:
             raise Forbidden("anonymous launches are off on this Hub "
                             "(rees.anonymous.enabled); log in to launch templates")
@@ -118,7 +121,12 @@ class Applications(LoggingConfigurable):
             self.rate.record(client)
             row = await self.pools.claim(template)
             pooled = row is not None
+            environment = f"template:{template.name}"
             if row is None:
+                quotas = self.launcher.quotas
+                if quotas is not None:  # a new server starts (a pooled one is ready)
+                    quotas.check_launches(environment,
+                                          self.launcher.starting.count(environment))
                 row = self.temporary.add(template, pooled=False)
         if not pooled:
             try:
@@ -129,6 +137,10 @@ class Applications(LoggingConfigurable):
             starting = asyncio.create_task(self.hub.start_server(row.name, "",
                                                                  {"template": template.name}))
             starting.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self.launcher.starting.begin(row.name, environment)
+            self.launcher.watch(row.name, "", since, row.name)
+        else:
+            self.launcher.tell_ready(time.monotonic() - since, pooled=True)
         token = await self.temporary.token(row)
         log.info("anonymous launch of %s: %s (%s)", template.name, row.name,
                  "from the pool" if pooled else "new server")

@@ -1,1 +1,2 @@
-"""Running the machine: disk garbage collection."""
+"""Running a busy machine: disk garbage collection, metrics for Prometheus, quotas on
+launches and builds."""
