@@ -21,27 +21,18 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import time
 
 import requests
 
-from harness import base_image, demo_hub, repo, table, wait_build
+from harness import answers, base_image, demo_hub, p50, p95, repo, table, wait_build
 
 POOL = 2
 LIMITS = {"cpu": 0.5, "memory": "512M"}
 GOAL_SECONDS, GOAL_RATIO = 0.5, 0.15
 
 
-def p50(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
-def p95(samples: list[float]) -> float:
-    """Nearest rank, as the harness's summary (with 10 samples: the largest)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
 def anonymous(hub, method: str, path: str, token: str | None = None) -> requests.Response:
@@ -49,22 +40,6 @@ def anonymous(hub, method: str, path: str, token: str | None = None) -> requests
     return requests.request(method, f"{hub.service_url}/api/{path}", headers=headers,
                             timeout=60)
 
-
-def answers(hub, app: dict, timeout: float = 180) -> None:
-    """Until the server answers 200 through the proxy with the application's token (a
-    redirect to the Hub's pages while it starts is not an answer)."""
-    url = f"{hub.url}{app['location']}api/status"
-    headers = {"Authorization": f"token {app['token']}"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, headers=headers, allow_redirects=False,
-                            timeout=10).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
 
 
 def pool(hub, template: str) -> dict:
@@ -92,7 +67,7 @@ def launch(hub, template: str) -> tuple[dict, float]:
     assert r.status_code == 201, r.text
     app = r.json()
     assert app.get("token") and app.get("location"), app
-    answers(hub, app)
+    answers(hub, app["location"], app["token"], 180)
     return app, time.perf_counter() - t
 
 

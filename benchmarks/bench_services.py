@@ -33,14 +33,12 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import time
 from contextlib import contextmanager
 
 import docker
-import requests
-from harness import base_image, demo_hub, repo, table, wait_build
+from harness import answers, base_image, demo_hub, p50, p95, repo, table, wait_build
 
 LIMITS = {"cpu": 1, "memory": "1G"}
 GOAL_RATIO = 1.5
@@ -51,14 +49,6 @@ READY_LINE = {"postgres": "ready to accept connections",
               "redis": "Ready to accept connections"}
 
 
-def p50(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
-def p95(samples: list[float]) -> float:
-    """Nearest rank, as the harness's summary (with 8 samples: the largest)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
 def docker_time(stamp: str) -> float:
@@ -68,21 +58,6 @@ def docker_time(stamp: str) -> float:
     whole = datetime.datetime.fromisoformat(f"{day}T{clock}+00:00").timestamp()
     return whole + float("0." + (fraction or "0"))
 
-
-def answers(hub, location: str, token: str, timeout: float = 300) -> None:
-    """Until the server answers 200 through the proxy with the user's token."""
-    url = f"{hub.url}{location}api/status"
-    headers = {"Authorization": f"token {token}"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, headers=headers, allow_redirects=False,
-                            timeout=10).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
 
 
 def until(check, timeout: float, what: str, every: float = 0.1):

@@ -9,6 +9,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 
+import requests
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.helpers import (  # noqa: E402
@@ -63,10 +65,35 @@ def wait_build(hub, build_id: str, timeout: float = 900) -> dict:
     raise RuntimeError(f"build {build_id} did not finish")
 
 
+def p50(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def p95(samples: list[float]) -> float:
+    """Nearest rank (with 10 samples or fewer: the largest)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def answers(hub, location: str, token: str, timeout: float = 300) -> None:
+    """Until a server at ``location`` answers 200 through the proxy with ``token`` (a
+    redirect to the Hub's pages while it starts is not an answer)."""
+    url = f"{hub.url}{location}api/status"
+    headers = {"Authorization": f"token {token}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, headers=headers, allow_redirects=False,
+                            timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+
+
 def summary(samples: list[float]) -> str:
-    samples = sorted(samples)
-    p95 = samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
-    return (f"median {statistics.median(samples) * 1000:8.1f} ms   p95 {p95 * 1000:8.1f} ms   "
+    return (f"median {p50(samples) * 1000:8.1f} ms   p95 {p95(samples) * 1000:8.1f} ms   "
             f"n={len(samples)}")
 
 

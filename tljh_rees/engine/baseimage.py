@@ -152,7 +152,12 @@ def ensure_base_image(recipe: BaseImageRecipe, progress: Progress = print) -> st
     if not _exists(docker_client, recipe.rootfs_tag()):
         _make_rootfs(recipe, progress)
     progress(f"building {tag} (JupyterHub, Jupyter Server, JupyterLab from PyPI)")
-    stream = docker_client.api.build(fileobj=recipe.context(), custom_context=True, tag=tag,
+    return build_from_context(docker_client, recipe.context(), tag, progress)
+
+
+def build_from_context(docker_client, context, tag: str, progress: Progress) -> str:
+    """Build ``tag`` from a tar ``context`` with a Dockerfile, reporting its steps."""
+    stream = docker_client.api.build(fileobj=context, custom_context=True, tag=tag,
                                      rm=True, forcerm=True, decode=True)
     for chunk in stream:
         if "error" in chunk:

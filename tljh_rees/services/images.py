@@ -22,6 +22,7 @@ from ..engine.baseimage import (
     Progress,
     _exists,
     _make_rootfs,
+    build_from_context,
 )
 from ..engine.docker import client
 from .kinds import START_SCRIPT, ServiceKind
@@ -126,15 +127,7 @@ def ensure_service_image(recipe: ServiceImageRecipe, progress: Progress = print)
         _make_rootfs(recipe.base(), progress)
     packages = " ".join(recipe.kind.packages(recipe.version))
     progress(f"building {tag} ({packages} from {recipe.mirror})")
-    stream = docker_client.api.build(fileobj=recipe.context(), custom_context=True, tag=tag,
-                                     rm=True, forcerm=True, decode=True)
-    for chunk in stream:
-        if "error" in chunk:
-            raise BaseImageError(f"building {tag} failed: {chunk['error'].strip()}")
-        text = chunk.get("stream", "").strip()
-        if text.startswith("Step ") or text.startswith("Successfully"):
-            progress(text)
-    return tag
+    return build_from_context(docker_client, recipe.context(), tag, progress)
 
 
 def service_recipes(catalog, ca_bundle: str = "", mirror: str = DEFAULT_MIRROR) \

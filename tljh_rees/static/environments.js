@@ -16,18 +16,9 @@
   let pollTimer = null;
 
   // -- messages ----------------------------------------------------------------------------
-  function notice(text) {
-    $("page-error").classList.add("d-none");
-    $("page-notice").textContent = text;
-    $("page-notice").classList.toggle("d-none", !text);
-  }
+  const notice = rees.notice;
 
-  function pageError(err) {
-    $("page-notice").classList.add("d-none");
-    $("page-error").textContent = (err && err.error) || String(err);
-    $("page-error").classList.remove("d-none");
-    $("page-error").focus();
-  }
+  const pageError = rees.pageError;
 
   // -- the table ---------------------------------------------------------------------------
   function mayManage(env) {

@@ -50,6 +50,22 @@ const rees = {
     return node;
   },
 
+  // -- the page's own message lines (#page-notice, #page-error) ------------------------
+  notice(text) {
+    document.getElementById("page-error").classList.add("d-none");
+    const line = document.getElementById("page-notice");
+    line.textContent = text;
+    line.classList.toggle("d-none", !text);
+  },
+
+  pageError(err) {
+    document.getElementById("page-notice").classList.add("d-none");
+    const line = document.getElementById("page-error");
+    line.textContent = (err && err.error) || String(err);
+    line.classList.remove("d-none");
+    line.focus();
+  },
+
   // -- errors next to the fields they concern ------------------------------------------
   // A form marks where each field's message goes with data-error-for="<API field>";
   // the inputs it concerns carry name="<field>" or data-field="<field>".

@@ -13,18 +13,9 @@
   let pollTimer = null;
   const stopping = new Set();
 
-  function pageError(err) {
-    $("page-notice").classList.add("d-none");
-    $("page-error").textContent = (err && err.error) || String(err);
-    $("page-error").classList.remove("d-none");
-    $("page-error").focus();
-  }
+  const pageError = rees.pageError;
 
-  function notice(text) {
-    $("page-error").classList.add("d-none");
-    $("page-notice").textContent = text;
-    $("page-notice").classList.toggle("d-none", !text);
-  }
+  const notice = rees.notice;
 
   // The Hub's own page for a starting server: progress, then on into the server.
   const pendingUrl = (app) =>

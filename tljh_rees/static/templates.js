@@ -14,18 +14,9 @@
   let pools = [];
   let poolTimer = null;
 
-  function pageError(err) {
-    $("page-notice").classList.add("d-none");
-    $("page-error").textContent = (err && err.error) || String(err);
-    $("page-error").classList.remove("d-none");
-    $("page-error").focus();
-  }
+  const pageError = rees.pageError;
 
-  function notice(text) {
-    $("page-error").classList.add("d-none");
-    $("page-notice").textContent = text;
-    $("page-notice").classList.toggle("d-none", !text);
-  }
+  const notice = rees.notice;
 
   const mayManage = (t) => data.is_admin || (data.can_build && t.owner === rees.user);
 
