@@ -122,7 +122,8 @@ def duration_chart(builds: list[tuple[datetime, float, str, str]], start: dateti
         status = status if status in ("built", "failed", "cancelled") else "cancelled"
         body.append(
             f'<circle class="rees-chart-point rees-chart-{status}" cx="{frame.x(finished)}" '
-            f'cy="{frame.y(seconds / scale)}" r="4.5" fill="{FALLBACK[status]}">'
+            f'cy="{frame.y(seconds / scale)}" r="4.5" fill="{FALLBACK[status]}" '
+            f'fill-opacity="0.75">'
             f'<title>{_e(title)}</title></circle>')
     return _svg(label, body)
 
@@ -147,6 +148,10 @@ def line_chart(points: list[tuple[datetime, float]], start: datetime, end: datet
         coords = " ".join(f"{frame.x(at)},{frame.y(v)}" for at, v in points)
         body.append(f'<polyline class="rees-chart-line" fill="none" '
                     f'stroke="{FALLBACK["line"]}" stroke-width="2" points="{coords}"/>')
+        at, value = points[-1]  # the latest, visible even when it is the only one
+        body.append(f'<circle class="rees-chart-last" cx="{frame.x(at)}" cy="{frame.y(value)}" '
+                    f'r="3.5" fill="{FALLBACK["line"]}"><title>{_e(_tick(value))}{_e(unit)} '
+                    f'at {at:%Y-%m-%d %H:%M} UTC</title></circle>')
     return _svg(label, body)
 
 

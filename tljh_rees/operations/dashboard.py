@@ -4,6 +4,7 @@ every environment, private ones included."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -11,7 +12,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from ..catalog import Catalog
-from ..store.models import Build, Environment, iso, utcnow
+from ..store.models import Build, Environment, utcnow
 from . import charts
 from .samples import Sampler, aware
 
@@ -24,6 +25,10 @@ def _naive(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None)
 
 
+def _shown(moment: datetime | None) -> str:
+    return aware(moment).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
 class Dashboard:
     def __init__(self, catalog: Catalog, sampler: Sampler, high: float, low: float):
         self.catalog = catalog
@@ -33,8 +38,8 @@ class Dashboard:
     def context(self, range_name: str = "day", now: datetime | None = None) -> dict:
         end = now or utcnow()
         start = end - RANGES[range_name]
-        return {"range": range_name, "ranges": list(RANGES), "start": iso(start),
-                "end": iso(end), "builds": self.builds(start, end),
+        return {"range": range_name, "ranges": list(RANGES), "start": _shown(start),
+                "end": _shown(end), "builds": self.builds(start, end),
                 "queue": self.queue(start, end), "disk": self.disk(start, end),
                 "launches": self.launches(start, end),
                 "top": self.top_environments(start), "failed": self.failed_builds()}
@@ -74,8 +79,8 @@ class Dashboard:
                               .order_by(Build.finished.desc(), Build.created.desc())
                               .limit(FAILED_BUILDS)).all()
             return [{"id": b.id, "environment": b.environment, "owner": b.owner,
-                     "finished": iso(b.finished or b.created),
-                     "error": (b.error or "")[:300]} for b in rows]
+                     "finished": _shown(b.finished or b.created),
+                     "error": b.error or ""} for b in rows]
 
     # -- samples --------------------------------------------------------------------------
 
@@ -88,8 +93,8 @@ class Dashboard:
         return {"count": len(points), "max": max(values, default=0),
                 "now": values[-1] if values else None,
                 "svg": Markup(charts.line_chart([(p.at, p.value) for p in points], start,
-                                                end, label, y_max=charts._nice_max(
-                                                    max(values + [4]))))}
+                                                end, label,
+                                                y_max=4 * math.ceil(max(values + [4]) / 4)))}
 
     def disk(self, start: datetime, end: datetime) -> dict:
         points = self.sampler.series("disk", start)
@@ -132,4 +137,4 @@ class Dashboard:
                               .order_by(Environment.last_launched.desc())
                               .limit(TOP_ENVIRONMENTS)).all()
         return {"source": "last_launched", "svg": None,
-                "items": [(name, iso(when)) for name, when in rows]}
+                "items": [(name, _shown(when)) for name, when in rows]}
