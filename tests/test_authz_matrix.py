@@ -149,6 +149,7 @@ MATRIX = [
     ("GET", "environments", "302 302 302 302 302 302 302", {}),
     ("GET", "servers", PAGE, {}),
     ("GET", "templates", PAGE, {}),
+    ("GET", "dashboard", "302 403 403 403 200 200 403", {}),  # admins; narrow: no admin
     ("GET", "launch/{priv}", PRIVATE_PAGE, {}),
     ("GET", "launch/{pub}", PAGE, {}),
     ("POST", "launch/{priv}", LAUNCH_PRIVATE.format(ok=400),

@@ -54,6 +54,7 @@ from .ondemand.temporary import TemporaryUsers
 from .operations.gc import GarbageCollector, docker_disk_usage, note_launches
 from .operations.metrics import Metrics
 from .operations.quotas import Quotas
+from .operations.samples import Sampler
 from .services.kinds import ServiceCatalog
 from .settings import machine_memory
 from .store.db import open_database
@@ -83,7 +84,7 @@ class ReesService(Application):
     description = "Build and launch reproducible environments on a JupyterHub."
     classes = [BuildManager, Repo2DockerBuilder, LogStore, ExportManager, SifConverter,
                Gallery, Composer, SpecStore, Previewer, BinderLinks, Applications,
-               PoolManager, Culler, GarbageCollector, Quotas, *GIT_PROVIDERS]
+               PoolManager, Culler, GarbageCollector, Quotas, Sampler, *GIT_PROVIDERS]
 
     ip = Unicode("127.0.0.1", config=True, help="Address the service listens on.")
     port = Integer(6789, config=True, help="Port the service listens on.")
@@ -201,19 +202,22 @@ class ReesService(Application):
         applications = Applications(templates, temporary, pools, hub, launcher,
                                     self.base_url, self.hub_prefix, parent=self)
         culler = Culler(templates, temporary, hub, parent=self)
-        gc = GarbageCollector(catalog, images, docker_disk_usage(lambda: api),
+        disk_usage = docker_disk_usage(lambda: api)
+        gc = GarbageCollector(catalog, images, disk_usage,
                               logs_dir=logs.directory, exports_dir=exports.directory,
                               parent=self)
-        metrics.watch(queue_length=lambda: len(builds.pending),
+        metrics.watch(queue_length=builds.queue_length,
                       pools=lambda: {t.name: pools.describe(t, p.size)["available"]
                                      for t, p in pools.pools()},
                       disk=catalog.present_images_bytes, active_users=hub.active_users)
+        sampler = Sampler(catalog, builds.queue_length, disk_usage, parent=self)
         return {
             "docker_api": api, "images": images, "catalog": catalog, "logs": logs,
             "builder": builder, "builds": builds, "exports": exports, "gallery": gallery,
             "composer": composer, "launcher": launcher, "hub": hub, "binder": binder,
             "templates": templates, "pools": pools, "applications": applications,
             "culler": culler, "gc": gc, "quotas": quotas, "metrics": metrics,
+            "sampler": sampler,
             "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }
@@ -259,7 +263,8 @@ class ReesService(Application):
                  asyncio.create_task(parts["pools"].run(parts["applications"]
                                                         .anonymous_enabled)),
                  asyncio.create_task(parts["culler"].run()),
-                 asyncio.create_task(self._collect_garbage(parts))]
+                 asyncio.create_task(self._collect_garbage(parts)),
+                 asyncio.create_task(parts["sampler"].run())]
         await stopping.wait()
         for task in tasks:
             task.cancel()

@@ -489,6 +489,10 @@ class BuildManager(LoggingConfigurable):
         with self.catalog.session() as db:
             return db.get(Build, build_id)
 
+    def queue_length(self) -> int:
+        """Builds waiting for a slot now (the dashboard's samples)."""
+        return len(self.pending)
+
     def queue_position(self, build_id: str) -> int | None:
         return self.pending.index(build_id) + 1 if build_id in self.pending else None
 

@@ -9,6 +9,7 @@ does (``tljh_rees.catalog``).
 from __future__ import annotations
 
 import json
+import time
 from http import HTTPStatus
 
 from jupyterhub.services.auth import HubOAuthenticated
@@ -71,6 +72,13 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return Viewer(name, admin=hub_admin or ADMIN_SCOPE in scopes,
                       builder=BUILD_SCOPE in scopes,
                       servers=bool({"servers", f"servers!user={name}"} & scopes))
+
+    def note_launch(self, began: float, label: str) -> None:
+        """A launch answered: how long since ``began`` (``time.monotonic()``), for the
+        admin's dashboard (operations/samples.py)."""
+        sampler = self.settings.get("sampler")
+        if sampler is not None:
+            sampler.launch(time.monotonic() - began, label)
 
     def permissions(self) -> dict:
         return {"build": self.viewer.can_build, "admin": self.viewer.admin}

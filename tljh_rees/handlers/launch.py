@@ -8,6 +8,7 @@ the browser follows its progress on the Hub's own page until ``urlpath`` opens.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 
 from jupyterhub.utils import url_path_join
@@ -31,11 +32,13 @@ class ApplicationsHandler(LaunchMixin, APIHandler):
 
     @web.authenticated
     async def post(self):
+        began = time.monotonic()
         data = self.json_body({"environment", "server_name", "profile"},
                               required={"environment"})
         app, started = await self.launcher.launch(self.viewer, data.get("environment"),
                                                   data.get("profile"),
                                                   data.get("server_name"))
+        self.note_launch(began, data["environment"])
         self.write_json(app, status=201 if started else 200)
 
 
@@ -62,9 +65,11 @@ class LaunchHandler(LaunchMixin, PageHandler):
 
     @web.authenticated
     async def post(self, environment):
+        began = time.monotonic()
         profile = self.get_body_argument("profile", "")
         urlpath = landing_path(urlpath=self.get_body_argument("urlpath", ""))
         app, _ = await self.launcher.launch(self.viewer, environment, profile or None)
+        self.note_launch(began, environment)
         next_url = self._server_url(app["id"], urlpath)
         if app["ready"]:
             self.redirect(next_url)

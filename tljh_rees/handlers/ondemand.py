@@ -8,6 +8,8 @@ call the applications routes from the browser, as thebe-style pages do.
 
 from __future__ import annotations
 
+import time
+
 from tornado import web
 
 from ..catalog import Viewer
@@ -116,11 +118,13 @@ class ApplicationsOfTemplateHandler(CrossOrigin, OnDemandHandler):
         return None
 
     async def post(self, name):
+        began = time.monotonic()
         self.json_body(set())  # no fields: the template decides everything
         address = client_address(self.request.remote_ip,
                                  self.request.headers.get("X-Forwarded-For", ""),
                                  self.applications.trusted_proxies)
         app, started = await self.applications.launch(self.caller(), name, address)
+        self.note_launch(began, f"template {name}")
         self.write_json(app, status=201 if started else 200)
 
     @web.authenticated

@@ -388,6 +388,12 @@ PAGES = {
     "/servers": {"get": page("The caller's servers started from environments.", 403)},
     "/templates": {"get": page("Templates the caller may see; registering them (builders) "
                                "and their warm pools (admins).", 403)},
+    "/dashboard": {"get": page("Admins only: build durations, the build queue, the Docker "
+                               "data disk against the GC's watermarks, launches and recent "
+                               "failed builds, as server-drawn SVG charts.", 400, 403,
+                               parameters=[query("range", {"type": "string",
+                                                           "enum": ["day", "week"]},
+                                                 "The time shown (default: day).")])},
     "/launch/{environment}": {
         "parameters": [path_param("environment", "[a-z0-9._-]+", "An environment's name.")],
         "get": page("What a launch link would start; starts nothing.", 400, 403, 404, 409,

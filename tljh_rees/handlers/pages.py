@@ -8,16 +8,20 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 from tornado.escape import xhtml_escape
 
+from ..errors import Forbidden, InputError
+from ..operations.dashboard import RANGES, Dashboard
 from ..settings import readable_size
 from .base import BaseHandler, error_message
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
 _jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
 
-# The service's own navigation (path under the service prefix, label).
+# The service's own navigation (path under the service prefix, label); page.html adds
+# ADMIN_NAV for admins.
 NAV = [("", "Environments"), ("gallery", "Gallery"), ("servers", "Servers")]
 NAV.append(("composer", "Composer"))
 NAV.append(("templates", "Templates"))
+ADMIN_NAV = [("dashboard", "Dashboard")]
 
 
 def render_public(page: str, **context) -> str:
@@ -34,6 +38,7 @@ class PageHandler(BaseHandler):
             xsrf_token=self.xsrf_token.decode("ascii"),
             static_url=self.static_url,
             nav=NAV,
+            admin_nav=ADMIN_NAV,
             active=active,
             permissions=self.permissions(),
             **context,
@@ -90,6 +95,23 @@ class TemplatesPage(PageHandler):
                                   "memory": readable_size(machine.memory)})
 
 
+class DashboardPage(PageHandler):
+    """Admins only: builds, the queue, the disk and launches over the last day or week,
+    drawn on the server as SVG (operations/dashboard.py)."""
+
+    @web.authenticated
+    def get(self):
+        if not self.viewer.admin:
+            raise Forbidden("the dashboard is for admins")
+        range_name = self.get_argument("range", "day")
+        if range_name not in RANGES:
+            raise InputError("range", f"range must be one of: {', '.join(RANGES)}")
+        gc = self.settings["gc"]
+        dashboard = Dashboard(self.catalog, self.settings["sampler"], gc.high, gc.low)
+        self.render_page("dashboard.html", active="dashboard",
+                         **dashboard.context(range_name))
+
+
 class EnvironmentsRedirect(BaseHandler):
     """``environments`` is the front page's older address."""
 
@@ -103,4 +125,5 @@ def routes() -> list:
         ("environments", EnvironmentsRedirect),
         ("servers", ServersPage),
         ("templates", TemplatesPage),
+        ("dashboard", DashboardPage),
     ]

@@ -175,3 +175,19 @@ class TemporaryUser(Base):
     ended: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     LIVE = ("warming", "available", "claimed")
+
+
+class Sample(Base):
+    """One measurement for the admin's dashboard (operations/samples.py): the build queue's
+    length, the engine's data disk use (percent), or how long a launch took to answer
+    (seconds, ``label`` the environment or template). Kept for eight days."""
+
+    __tablename__ = "samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # queue | disk | launch
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    value: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(Text, default="")
+
+    KINDS = ("queue", "disk", "launch")
