@@ -127,10 +127,12 @@ def test_a_deleted_name_starts_clean_for_its_next_owner(hub, unique, git_repo, b
     assert hub.rees("GET", f"builds/{first['id']}/log").status_code == 404  # admin too
 
 
-def test_an_image_removed_by_hand_shows_and_refuses_launches(hub, unique, git_repo,
-                                                             base_image):
+def test_an_image_removed_shows_and_the_next_launch_builds_it_again(hub, unique, git_repo,
+                                                                      base_image):
     """The catalog keeps in step with the engine (here every 2 s, set in the demo's
-    rees_config.py, which also shows that the admin's config file is read)."""
+    rees_config.py, which also shows that the admin's config file is read); a launch of an
+    environment whose image was removed (by hand here, by the disk garbage collector
+    usually) builds it again at its commit, as its owner."""
     repo = git_repo()
     dockerfile_repo(repo, base_image, marker="removed")
     name = unique("removed")
@@ -140,8 +142,16 @@ def test_an_image_removed_by_hand_shows_and_refuses_launches(hub, unique, git_re
     while hub.rees("GET", f"environments/{name}").json()["status"] != "missing":
         assert time.monotonic() < deadline, "the catalog did not notice the removed image"
         time.sleep(0.5)
-    r = hub.rees("POST", "applications", json={"environment": name})
-    assert r.status_code == 409 and "rebuild" in r.json()["error"]
-    again = build(hub, repo, name)  # rebuilding brings it back
+    repo.commit({"later.txt": "a commit after the build\n"})  # the rebuild takes the old one
+    token = hub.user_token(unique("relauncher"))
+    r = hub.rees("POST", "applications", token=token, json={"environment": name})
+    assert r.status_code == 409 and "being built again" in r.json()["error"], r.text
+    rebuild = hub.rees("GET", "builds", params={"environment": name}).json()["builds"][0]
+    assert rebuild["id"] in r.json()["error"] and rebuild["commit"] == done["commit"]
+    assert rebuild["owner"] == done["owner"]
+    again = wait_build(hub, rebuild["id"])
+    assert again["status"] == "built" and again["cache_hit"] is False
     assert hub.rees("GET", f"environments/{name}").json()["status"] == "built"
-    assert again["cache_hit"] is False
+    r = hub.rees("POST", "applications", token=token, json={"environment": name})
+    assert r.status_code == 201, r.text
+    hub.rees("DELETE", f"servers/{r.json()['id']}", token=token)

@@ -193,7 +193,7 @@ class ReesService(Application):
         builds.on_finished.append(metrics.build_finished)
         hub = HubAPI(self.hub_api_url)
         binder = BinderLinks(builds, parent=self)
-        launcher = Launcher(catalog, hub, quotas)
+        launcher = Launcher(catalog, hub, quotas, rebuild=builds.rebuild_removed)
         launcher.on_ready.append(metrics.launch_ready)
         templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
                                     self.template_images, services)

@@ -67,7 +67,8 @@ def application_json(user: str, server_name: str, server: dict) -> dict:
     options = server.get("user_options") or {}
     return {
         "id": server_name, "environment": options.get("environment"),
-        "template": options.get("template"), "profile": options.get("profile"), "ready": server.get("ready", False),
+        "template": options.get("template"), "profile": options.get("profile"),
+        "ready": server.get("ready", False),
         "pending": server.get("pending"), "started": server.get("started"),
         "location": server.get("url") or url_path_join("/user", user, server_name) + "/",
     }
@@ -77,9 +78,12 @@ class Launcher:
     ready_poll = 1.0  # seconds between looks at a starting server (launch metrics)
     ready_timeout = 900  # seconds after which a start is no longer watched
 
-    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None):
+    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None, rebuild=None):
         self.catalog = catalog
         self.hub = hub
+        # ``BuildManager.rebuild_removed``: a launch of an environment whose image was
+        # removed builds it again (None: it is only refused)
+        self.rebuild = rebuild
         # ``operations.quotas.Quotas`` (None: no quotas): servers per user and launches
         # of one environment starting at once, checked before a new server starts.
         self.quotas = quotas
@@ -119,12 +123,27 @@ class Launcher:
         Returns its model and whether it was started now."""
         since = time.monotonic()
         self.require_servers(viewer)
-        plan = self.catalog.launch_plan(viewer, environment, profile or None)
+        plan = await self.plan_or_rebuild(
+            environment, lambda: self.catalog.launch_plan(viewer, environment, profile or None))
         options = {"environment": plan.environment}
         if profile:
             options["profile"] = plan.profile["name"]
         return await self.start(viewer, server_name or server_name_for(plan.environment),
                                 options, "environment", since)
+
+    async def plan_or_rebuild(self, environment: str, plan: Callable):
+        """``plan()``; if that finds the environment's image removed, start building it
+        again (``rebuild``, the BuildManager's) and say so in the refusal."""
+        try:
+            return plan()
+        except Conflict as e:
+            build = await self.rebuild(environment) if self.rebuild else None
+            if build is None:
+                raise
+            raise Conflict(f"the image of {environment!r} was removed from the engine (the "
+                           f"disk garbage collector frees space so); it is being built again "
+                           f"(build {build.id}): launch it again when that build is done",
+                           field=e.field) from None
 
     async def start(self, viewer: Viewer, server_name, options: dict, kind: str,
                     since: float | None = None) -> tuple[dict, bool]:

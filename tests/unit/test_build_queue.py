@@ -194,3 +194,20 @@ async def test_a_version_resolved_by_the_caller_is_not_asked_again(manager):
                                                   commit=SHA1), 5)
     assert build.commit == SHA1
     assert (await finished(manager, build.id)).status == "built"
+
+
+async def test_only_a_removed_image_of_a_public_git_build_is_built_again(manager, catalog):
+    """What a launch asks for when an environment's image is gone (the real rebuild, a
+    fetch from git, is tested against a Hub in tests/test_catalog_hub.py)."""
+    assert await manager.rebuild_removed("nothing-of-that-name") is None
+    source = FakeSource("https://example.org/r", {"main": SHA1})
+    done = await finished(manager, (await manager.submit(request("env", source))).id)
+    assert await manager.rebuild_removed("env") is None  # its image is there
+    catalog.sync({}, {})  # the engine no longer has it
+    with pytest.raises(Conflict):
+        catalog.launch_plan(ALICE, "env")
+    with catalog.transaction() as db:  # a build with credentials cannot be made again
+        from tljh_rees.store.models import Build
+
+        db.get(Build, done.id).private = True
+    assert await manager.rebuild_removed("env") is None

@@ -158,6 +158,28 @@ class BuildManager(LoggingConfigurable):
 
     # -- submitting -----------------------------------------------------------------------
 
+    async def rebuild_removed(self, name: str) -> Build | None:
+        """Build environment ``name`` again at its recorded commit, if its image was
+        removed (by the disk garbage collector, or by hand): what launching it does. The
+        build is the owner's, as their last one was; None when it cannot be rebuilt here
+        (never built, built with credentials or from a Binder link's archive: those are
+        rebuilt by sending them again)."""
+        with self.catalog.session() as db:
+            env = db.scalars(select(Environment).where(Environment.name == name)).first()
+            last = db.get(Build, env.last_build_id) if env and env.last_build_id else None
+        if env is None or env.launchable or not env.commit:
+            return None
+        if last is not None and last.status in Build.ACTIVE:
+            return last  # being rebuilt already
+        if last is not None and self._not_resumable(last):
+            return None
+        local = self.allow_local_repos or env.spec_version is not None
+        request = BuildRequest(source=GitSource(env.repo, allow_local=local), ref=env.commit,
+                               name=env.name, requester=Viewer(env.owner, admin=True,
+                                                               builder=True),
+                               spec_name=env.spec_name, spec_version=env.spec_version)
+        return await self.submit(request, commit=env.commit)
+
     async def submit(self, request: BuildRequest, commit: str | None = None) -> Build:
         """Start (or join, or answer from cache) a build; returns its record. ``commit``:
         the version ``request.ref`` names, when the caller resolved it already (a Binder

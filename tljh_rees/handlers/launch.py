@@ -50,7 +50,8 @@ class LaunchHandler(LaunchMixin, PageHandler):
     @web.authenticated
     async def get(self, environment):
         profile = self.get_argument("profile", "")
-        plan = self.catalog.launch_plan(self.viewer, environment, profile or None)
+        plan = await self.launcher.plan_or_rebuild(environment, lambda: self.catalog.launch_plan(
+            self.viewer, environment, profile or None))
         urlpath = landing_path(urlpath=self.get_argument("urlpath", ""))
         server = server_name_for(plan.environment)
         running = (await self.launcher.servers(self.viewer)).get(server)

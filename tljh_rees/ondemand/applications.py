@@ -93,7 +93,7 @@ class Applications(LoggingConfigurable):
             return await self._launch_anonymous(name, client, since), True
         self.launcher.require_servers(viewer)
         template = self.templates.get(viewer, name)
-        self.templates.plan(viewer, name)  # may they, and is it launchable: say so now
+        await self._plan(template, lambda: self.templates.plan(viewer, name))
         server_name = server_name_for(template.name)
         running = (await self.launcher.servers(viewer)).get(server_name)
         if not running:
@@ -112,7 +112,8 @@ class Applications(LoggingConfigurable):
         except NotFound:
             raise NotFound(f"no template {name!r} open to anonymous visitors; log in to "
                            "launch others", field="template") from None
-        self.templates.plan(Viewer(""), name, self._as_temporary(template))  # launchable?
+        await self._plan(template, lambda: self.templates.plan(
+            Viewer(""), name, self._as_temporary(template)))
         async with self._counting:  # two launches never both take the last place
             self.rate.check(client)
             check_cap(self.temporary.count_claimed(), self.max_anonymous,
@@ -147,6 +148,14 @@ class Applications(LoggingConfigurable):
         app = self.temporary_json(row, ready=pooled)
         app.update(token=token, pooled=pooled)
         return app
+
+    async def _plan(self, template: Template, plan) -> None:
+        """May they, and is it launchable: say so now (a template's environment whose image
+        was removed is built again, as a launch of the environment does)."""
+        if template.image_kind == "environment":
+            await self.launcher.plan_or_rebuild(template.image_name, plan)
+        else:
+            plan()
 
     @staticmethod
     def _as_temporary(template: Template) -> TemporaryUser:
