@@ -366,14 +366,20 @@ class ReesSpawner(DockerSpawner):
             labels[LABEL_PREFIX + "template"] = self.template_name
         self.extra_create_kwargs = {"labels": labels}
         self.service_env, self.progress_notes = {}, []
-        if self.service_specs:
-            await self._start_services()
+        services = None
+        if self.service_specs:  # they start beside the server, which knows how to reach them
+            running = self.service_runner.plan(self.container_name, self.service_specs)
+            self.service_env, self._service_network = running.env, running.network
+            services = asyncio.create_task(self._start_services(running))
         try:
             ip, port = await self._start_container()
-            if self.service_specs:
+            if services is not None:
+                await services
                 await self._join_services()
         except BaseException:
-            if self.service_specs:
+            if services is not None:
+                services.cancel()
+                await asyncio.gather(services, return_exceptions=True)
                 await self.service_runner.stop(self.container_name)
             raise
         await self._until_answering(ip, port)
@@ -436,18 +442,16 @@ class ReesSpawner(DockerSpawner):
         """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``)."""
         return f"{self.volume_name_template.format(username=self.escaped_name)}-{service}"
 
-    async def _start_services(self) -> None:
-        """Start this server's services first: the server then starts knowing how to reach
-        them. A service that fails stops the launch with its own last log lines."""
+    async def _start_services(self, running) -> None:
+        """Start this server's services as planned. A service that fails stops the launch
+        with its own last log lines."""
         try:
-            running = await self.service_runner.start(
-                self.container_name, self.user.name, self.service_specs, self.service_volume)
+            await self.service_runner.start(self.container_name, self.user.name,
+                                            self.service_specs, self.service_volume, running)
         except ServiceFailed as e:
             raise hub_error(500, str(e)) from None
         except DockerException as e:
             raise hub_error(503, f"Could not start the server's services: {e}") from None
-        self.service_env = running.env
-        self._service_network = running.network
 
     async def _join_services(self) -> None:
         """Put the started server on its services' private network, and write how to reach

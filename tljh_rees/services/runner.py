@@ -36,6 +36,7 @@ class Running:
 
     network: str
     env: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)  # by service name
     services: list[dict] = field(default_factory=list)  # name, version, host, port
 
 
@@ -54,37 +55,44 @@ class ServiceRunner:
     def network_name(server: str) -> str:
         return f"{server}--services"
 
-    async def start(self, server: str, user: str, services: list[dict], volume_for) -> Running:
-        """Start ``services`` (normalized: name, version, params) for the notebook container
-        named ``server`` of ``user``. ``volume_for(name)`` names a service's persistent
-        volume. On any failure everything started here is removed, then the error raised."""
-        network = self.network_name(server)
-        running = Running(network)
+    def plan(self, server: str, services: list[dict]) -> Running:
+        """Passwords and connection details, decided before anything starts, so that the
+        notebook server can start alongside its services."""
+        running = Running(self.network_name(server))
+        for spec in services:
+            kind = self.catalog.kind(spec["name"])
+            password = secrets.token_urlsafe(24)
+            running.passwords[spec["name"]] = password
+            running.env.update(kind.connection_env(spec["name"], password, spec["params"]))
+            running.services.append({"name": spec["name"], "version": spec["version"],
+                                     "host": spec["name"], "port": kind.port})
+        return running
+
+    async def start(self, server: str, user: str, services: list[dict], volume_for,
+                    running: Running) -> None:
+        """Start ``services`` (normalized: name, version, params) as ``running`` planned,
+        for the notebook container named ``server`` of ``user``, and wait until they are
+        healthy. ``volume_for(name)`` names a service's persistent volume. On any failure
+        everything started here is removed, then the error raised."""
         await self.stop(server)  # what a crash may have left of an earlier start
         try:
-            await asyncio.to_thread(self._network, network, server, user)
-            started = await asyncio.gather(*(
-                self._start_one(server, user, network, spec, volume_for)
+            await asyncio.to_thread(self._network, running.network, server, user)
+            await asyncio.gather(*(
+                self._start_one(server, user, running.network, spec, volume_for,
+                                running.passwords[spec["name"]])
                 for spec in services))
-            for spec, password in started:
-                kind = self.catalog.kind(spec["name"])
-                running.env.update(kind.connection_env(spec["name"], password, spec["params"]))
-                running.services.append({"name": spec["name"], "version": spec["version"],
-                                         "host": spec["name"], "port": kind.port})
         except BaseException:
             await self.stop(server)
             raise
-        return running
 
     def _network(self, network: str, server: str, user: str) -> None:
         self.api.create_network(network, driver="bridge", internal=True, labels={
             OWNER_LABEL: server, LABEL_PREFIX + "user": user})
 
-    async def _start_one(self, server, user, network, spec, volume_for) -> tuple[dict, str]:
+    async def _start_one(self, server, user, network, spec, volume_for, password) -> None:
         name, version = spec["name"], spec["version"]
         kind = self.catalog.kind(name)
         site = self.catalog.settings(name)
-        password = secrets.token_urlsafe(24)
         self.progress(f"starting {name} {version}")
         image = await asyncio.to_thread(self.image_for, name, version)
         mounts, tmpfs = {}, {}
@@ -115,7 +123,6 @@ class ServiceRunner:
         container_id = await asyncio.to_thread(create)
         await self._until_healthy(name, kind, container_id, password)
         self.progress(f"{name} {version} is ready")
-        return spec, password
 
     async def _until_healthy(self, name, kind, container_id, password) -> None:
         deadline = time.monotonic() + self.health_timeout
