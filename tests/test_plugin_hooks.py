@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from traitlets.config import Config, LazyConfigValue, PyFileConfigLoader
 
 import tljh_rees.plugin
-from tljh_rees import ADMIN_SCOPE, BUILD_SCOPE, SERVICE_NAME
+from tljh_rees import ADMIN_SCOPE, BUILD_SCOPE, METRICS_SCOPE, SERVICE_NAME
 from tljh_rees.engine.docker import bridge_gateway
 from tljh_rees.settings import DEFAULTS
 from tljh_rees.spawner import ReesSpawner
@@ -286,7 +286,7 @@ def test_custom_jupyterhub_config_adds_to_tljhs_config(tljh, rees_state):
     services = {s["name"]: s for s in resolved(c.JupyterHub.services)}
     assert list(services) == ["cull-idle", SERVICE_NAME]
     assert services[SERVICE_NAME]["command"][1:] == ["-m", "tljh_rees.service"]
-    assert set(c.JupyterHub.custom_scopes) == {BUILD_SCOPE, ADMIN_SCOPE}
+    assert set(c.JupyterHub.custom_scopes) == {BUILD_SCOPE, ADMIN_SCOPE, METRICS_SCOPE}
     roles = {r["name"]: r for r in resolved(c.JupyterHub.load_roles)}
     assert roles["rees-service"]["services"] == [SERVICE_NAME]
     assert roles["rees-builders"]["users"] == ["bob"]

@@ -18,7 +18,9 @@ def environment(hub, base_image, tmp_path_factory, run_id):
     repo = GitRepo(str(tmp_path_factory.mktemp("launch") / "repo"))
     marker = f"launched by link {run_id}"
     dockerfile_repo(repo, base_image, marker=marker)
-    name = f"ui-launch-{run_id}"
+    # first by name: the spawn page lists the first 30 environments (others are typed),
+    # and this session's Hub has built many by now
+    name = f"a-ui-launch-{run_id}"
     build = hub.rees("POST", "builds", json={
         "repo": repo.url, "name": name, "display_name": "Launch sample",
         "description": "Opened from a launch link"}).json()
