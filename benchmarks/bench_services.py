@@ -5,7 +5,8 @@ services, in one run on one Hub.
 - plain: ``POST applications/plain`` as a signed-in user → ``{hub}{location}api/status``
   answers 200 with the user's token; then ``DELETE applications/plain/{id}`` and wait
   until the server is gone.
-- with-postgres: the same environment and limits (1 CPU, 1G), ``services`` [postgres];
+- with-postgres: the same environment, ``services`` [postgres], and limits that give the
+  server itself the same 1 CPU and 1G (services count against a template's limits);
   after the delete, also until its service containers (label
   ``org.tljh-rees.services-of=<server container>``) and private network are gone.
 - with-both (unless ``--no-both``): postgres and redis.
@@ -15,8 +16,8 @@ missing, and makes the user's PostgreSQL data folder: the timed launches are a r
 user's). Then the templates alternate ABBA-style (forward, then reversed), so all see the
 same machine load. Each launch is broken down from Docker's own timestamps: POST → first
 container created, service container created → PostgreSQL logs "ready to accept
-connections", → the notebook container is created (the spawner starts the server only
-once every service passed its health check), → the server answers. Afterwards
+connections", and the notebook container created (the spawner starts the server beside
+its services, and the launch is ready once both are), → the server answers. Afterwards
 ``--first-launches`` launches by new users (PostgreSQL's ``initdb`` included) of
 with-postgres and plain, interleaved.
 
@@ -40,7 +41,15 @@ from contextlib import contextmanager
 import docker
 from harness import answers, base_image, demo_hub, p50, p95, repo, table, wait_build
 
-LIMITS = {"cpu": 1, "memory": "1G"}
+LIMITS = {"cpu": 1, "memory": "1G"}  # what each server itself gets
+SERVICE_SHARE = {"postgres": (0.5, 256), "redis": (0.5, 128)}  # CPUs, MiB: the defaults
+
+
+def limits_with(services: list[dict]) -> dict:
+    """A template's limits that leave its server LIMITS once its services have theirs."""
+    cpu = LIMITS["cpu"] + sum(SERVICE_SHARE[s["name"]][0] for s in services)
+    memory = 1024 + sum(SERVICE_SHARE[s["name"]][1] for s in services)
+    return {"cpu": cpu, "memory": f"{memory}M"}
 GOAL_RATIO = 1.5
 LABEL = "org.tljh-rees."
 TEMPLATES = {"plain": [], "with-postgres": [{"name": "postgres"}],
@@ -207,7 +216,8 @@ def main() -> None:
         assert built["status"] == "built", built
         for name in names:
             answer = hub.rees("POST", "templates", json={
-                "name": name, "image-name": "bench-services", "limits": LIMITS,
+                "name": name, "image-name": "bench-services",
+                "limits": limits_with(TEMPLATES[name]),
                 "services": TEMPLATES[name]})
             assert answer.status_code == 201, answer.text
         # users of this run only: volumes are named by user (rees-home-<user>), not by Hub,
