@@ -105,6 +105,19 @@ def test_old_builds_and_deleted_environments_go_first(catalog, images, four):
     assert "deleted" in report.removals[1].reason
 
 
+def test_a_new_image_is_kept_while_its_build_is_still_recording_it(catalog, images, four):
+    """A builder's image exists a moment before its build makes it the environment's
+    current one: it is not an 'old build' then (a cap once removed it at that moment)."""
+    images.add("rees-dd:v2", "dd, built just now" * 10)
+    with catalog.transaction() as db:
+        env = db.scalars(select(Environment).where(Environment.name == "dd")).one()
+        db.add(Build(id="b2", environment_id=env.id, environment="dd", repo=env.repo,
+                     status="running"))
+    report = make_gc(catalog, images, max_image_bytes=1).run()
+    assert "rees-dd:v2" in images.ids and "rees-dd:v2" not in removed_images(report)
+    assert "rees-dd:v2: a build of dd is under way" in "\n".join(report.kept)
+
+
 def test_dry_run_removes_nothing_but_says_what_would_go(catalog, images, four, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()

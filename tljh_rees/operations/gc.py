@@ -160,6 +160,9 @@ class GarbageCollector(LoggingConfigurable):
         why it stays."""
         with self.catalog.session() as db:
             envs = list(db.scalars(select(Environment)).all())
+            # a build's new image exists before the build records it as the current one
+            building = set(db.scalars(select(Build.environment).where(
+                Build.status.in_(Build.ACTIVE))).all())
         by_repo = {f"rees-{e.name}": e for e in envs}
         current = {}
         for env in envs:
@@ -190,6 +193,11 @@ class GarbageCollector(LoggingConfigurable):
                 reason = (f"an old build of {', '.join(live)} (no longer its image)" if live
                           else "its environment was deleted")
                 candidate = Candidate(image, (0, image.created, label), reason)
+            being_built = sorted(by_repo[r].name for r in
+                                 {t.rsplit(":", 1)[0] for t in image.tags}
+                                 if r in by_repo and by_repo[r].name in building)
+            if being_built:
+                candidate.protected = f"a build of {', '.join(being_built)} is under way"
             if image.id in in_use:
                 candidate.protected = "a running container uses it"
             result.append(candidate)
