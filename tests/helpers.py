@@ -156,6 +156,17 @@ def dockerfile_repo(repo: GitRepo, base_image: str, marker: str = "hello") -> st
     })
 
 
+def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
+    """The first true value of ``predicate()`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} (waited {timeout:.0f}s)"
+        time.sleep(every)
+
+
 def wait_ready(hub: Hub, user: str, server: str = "", token: str | None = None,
                timeout: float = 120) -> dict:
     """Wait until the user's server is ready; returns its model."""

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from tests.helpers import GitRepo, wait_ready
-from tests.test_services_launch import run_in, server_of, services_of, until
+from tests.helpers import wait_for
+from tests.test_services_launch import run_in, server_of, services_of
 
 # an environment with redis-cli (the base image has none); a Dockerfile repository, so it
 # installs its clients itself and gets no appendix
@@ -23,7 +24,7 @@ DOCKERFILE = ("FROM {base}\nUSER root\nRUN apt-get update -qq && apt-get install
 def build(hub, repo, name):
     r = hub.rees("POST", "builds", json={"repo": repo.url, "name": name})
     assert r.status_code == 202, r.text
-    done = until(lambda: (b := hub.rees("GET", f"builds/{r.json()['id']}").json())[
+    done = wait_for(lambda: (b := hub.rees("GET", f"builds/{r.json()['id']}").json())[
         "status"] in ("built", "failed", "cancelled") and b, 600, "the build")
     assert done["status"] == "built", done
     log = hub.rees("GET", f"builds/{done['id']}/log")
@@ -76,7 +77,7 @@ def test_declared_patched_and_launched_services(od_hub, declaring_repo):
     assert code == 0 and out.split() == ["OK", "v"], out
     assert [c.labels["org.tljh-rees.service"] for c in services_of(server)] == ["redis"]
     hub.request("DELETE", f"/hub/api/users/{user}/servers/{r.json()['id']}")
-    until(lambda: not services_of(server), 60, "the services are removed with the server")
+    wait_for(lambda: not services_of(server), 60, "the services are removed with the server")
 
     # a new commit declaring services: the build replaces the environment's
     declaring_repo.commit({".rees/services.json": json.dumps(

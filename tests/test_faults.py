@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from tests.engine_support import SecondEngine, SmallFilesystem, tools_files
-from tests.helpers import sse_events, start_demo_hub, stop_demo_hub, wait_build
+from tests.helpers import sse_events, start_demo_hub, stop_demo_hub, wait_build, wait_for
 from tljh_rees.engine.baseimage import BaseImageRecipe, default_ca_bundle
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerd and mounts: root")
@@ -33,16 +33,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerd and mo
 FINAL = ("built", "failed", "cancelled")
 ENGINE_DOWN_SECONDS = 6
 
-
-def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
-    """The first true value of ``predicate()`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} (waited {timeout:.0f}s)"
-        time.sleep(every)
 
 
 def call(hub, method, path, timeout=10, **kwargs) -> requests.Response:

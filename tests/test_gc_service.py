@@ -12,15 +12,8 @@ import docker
 import pytest
 
 from tests.helpers import (GitRepo, remove_built_images, start_demo_hub, stop_demo_hub,
-                           wait_build)
+                           wait_build, wait_for)
 
-
-def until(check, timeout, what, every=0.5):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(every)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +52,14 @@ def test_the_cap_removes_the_oldest_and_a_launch_builds_it_again(capped_hub, tin
         assert wait_build(hub, r.json()["id"])["status"] == "built"
         time.sleep(1.1)  # the order is by build time
     first, second = names
-    until(lambda: status(hub, first) == "missing", 30, "the oldest image is collected")
+    wait_for(lambda: status(hub, first) == "missing", 30, "the oldest image is collected")
     assert status(hub, second) == "built"
     # a launch of the collected one builds it again, as its owner, at its commit
     r = hub.rees("POST", "applications", json={"environment": first})
     assert r.status_code == 409 and "being built again" in r.json()["error"], r.text
     rebuild = hub.rees("GET", "builds", params={"environment": first}).json()["builds"][0]
     assert wait_build(hub, rebuild["id"])["status"] == "built"
-    until(lambda: status(hub, second) == "missing", 30, "now the other one is the oldest")
+    wait_for(lambda: status(hub, second) == "missing", 30, "now the other one is the oldest")
     assert status(hub, first) == "built"
     metrics = hub.request("GET", "/services/rees/metrics").text
     removed = [line for line in metrics.splitlines()

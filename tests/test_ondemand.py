@@ -16,19 +16,11 @@ import time
 import docker
 import requests
 
+from tests.helpers import wait_for
 
 CULL_AFTER = 6  # seconds: the templates' cull-timeout here
 LIMITS = {"cpu": 0.5, "memory": "512M"}
 
-
-def until(check, timeout: float, what: str, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(every)
 
 
 def register(hub, name, od_environment, token=None, **fields):
@@ -111,7 +103,7 @@ def test_a_pool_serves_anonymous_launches_refills_and_its_claims_are_culled(od_h
     register(hub, name, od_environment, anonymous=True, **{"cull-timeout": CULL_AFTER})
     r = hub.rees("POST", f"pools/{name}", json={"size": 2})
     assert r.status_code == 200 and r.json()["size"] == 2, r.text
-    until(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 2, 180,
+    wait_for(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 2, 180,
           "the pool's two servers are ready")
     pooled = {u["name"] for u in hub.request("GET", "/hub/api/users").json()
               if u["name"].startswith("anon-")}
@@ -143,12 +135,12 @@ def test_a_pool_serves_anonymous_launches_refills_and_its_claims_are_culled(od_h
     (container,) = containers_of(hub, app["id"])
     assert not [m for m in container.attrs["Mounts"] if m["Type"] == "volume"]
     # the pool refills, with new users
-    until(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 2, 180,
+    wait_for(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 2, 180,
           "the pool refills")
     pool = hub.rees("GET", f"pools/{name}").json()
     assert pool["claimed-last-hour"] >= 1 and pool["running"] >= 3
     # idle past the template's cull-timeout: culled, and its temporary user removed
-    until(lambda: hub_user(hub, app["id"]).status_code == 404, CULL_AFTER + 30,
+    wait_for(lambda: hub_user(hub, app["id"]).status_code == 404, CULL_AFTER + 30,
           "the claimed server is culled and its user removed")
     assert not containers_of(hub, app["id"])
     assert anonymous(hub, "GET", f"applications/{name}/{app['id']}",
@@ -162,7 +154,7 @@ def test_a_pool_serves_anonymous_launches_refills_and_its_claims_are_culled(od_h
     assert hub.rees("DELETE", f"pools/{name}").status_code == 204
     for user in waiting:
         assert hub_user(hub, user).status_code == 404
-        until(lambda user=user: not containers_of(hub, user), 30, f"{user}'s container goes")
+        wait_for(lambda user=user: not containers_of(hub, user), 30, f"{user}'s container goes")
     assert hub.rees("GET", f"pools/{name}").status_code == 404
 
 
@@ -177,7 +169,7 @@ def test_a_signed_in_launch_gets_a_named_server_with_storage_and_is_culled(od_hu
     app = r.json()
     assert app["template"] == name and "token" not in app
     assert app["location"].startswith(f"/user/ada/{app['id']}")
-    until(lambda: hub.rees("GET", f"applications/{name}/{app['id']}", token=token)
+    wait_for(lambda: hub.rees("GET", f"applications/{name}/{app['id']}", token=token)
           .json()["ready"], 120, "ada's server is ready")
     assert [a["id"] for a in hub.rees("GET", f"applications/{name}", token=token)
             .json()["applications"]] == [app["id"]]
@@ -192,7 +184,7 @@ def test_a_signed_in_launch_gets_a_named_server_with_storage_and_is_culled(od_hu
     assert host["CpuQuota"] == 50_000 and host["CpuPeriod"] == 100_000
     assert host["Memory"] == 512 * 1024**2
     # culled after its template's timeout; ada stays a user
-    until(lambda: app["id"] not in hub_user(hub, "ada").json()["servers"], CULL_AFTER + 30,
+    wait_for(lambda: app["id"] not in hub_user(hub, "ada").json()["servers"], CULL_AFTER + 30,
           "ada's idle server is culled")
     assert hub_user(hub, "ada").status_code == 200
 
@@ -269,17 +261,17 @@ def test_a_pool_survives_a_restart_of_the_service(od_hub, od_environment):
     name = f"steady-{hub.run}"
     register(hub, name, od_environment, anonymous=True)
     assert hub.rees("POST", f"pools/{name}", json={"size": 1}).status_code == 200
-    until(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 1, 180,
+    wait_for(lambda: hub.rees("GET", f"pools/{name}").json()["available"] == 1, 180,
           "the pool's server is ready")
     before = {u["name"] for u in hub.request("GET", "/hub/api/users").json()
               if u["name"].startswith("anon-")}
     pid = hub.request("GET", "/hub/api/services").json()["rees"]["pid"]
     os.kill(pid, signal.SIGKILL)
-    until(lambda: hub.request("GET", "/hub/api/services").json()["rees"]["pid"]
+    wait_for(lambda: hub.request("GET", "/hub/api/services").json()["rees"]["pid"]
           not in (pid, 0), 60, "the Hub starts the service again")
-    until(lambda: hub.rees("GET", f"pools/{name}").status_code == 200, 60,
+    wait_for(lambda: hub.rees("GET", f"pools/{name}").status_code == 200, 60,
           "the service answers again")
-    pool = until(lambda: (p := hub.rees("GET", f"pools/{name}").json())["available"] == 1
+    pool = wait_for(lambda: (p := hub.rees("GET", f"pools/{name}").json())["available"] == 1
                  and p, 60, "the pool is adopted")
     assert pool["starting"] == 0
     after = {u["name"] for u in hub.request("GET", "/hub/api/users").json()
@@ -289,7 +281,7 @@ def test_a_pool_survives_a_restart_of_the_service(od_hub, od_environment):
     assert r.status_code == 201 and r.json()["pooled"], r.text
     assert r.json()["id"] in before
     assert hub.rees("DELETE", f"templates/{name}").status_code == 204
-    until(lambda: all(hub_user(hub, u).status_code == 404 for u in before | {r.json()["id"]}),
+    wait_for(lambda: all(hub_user(hub, u).status_code == 404 for u in before | {r.json()["id"]}),
           30, "a deleted template's temporary users go with it")
 
 

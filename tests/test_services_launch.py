@@ -8,25 +8,17 @@ ahead. The Hub is ``od_hub`` (conftest.py), which offers both services."""
 from __future__ import annotations
 
 import string
-import time
 
 import docker
 import pytest
 import requests
 from escapism import escape
 
-from tests.helpers import GitRepo, build_through_service
+from tests.helpers import GitRepo, wait_for
 
 SERVICES = [{"name": "postgres", "version": "15", "params": {"database": "course"}},
             {"name": "redis"}]
 
-
-def until(check, timeout, what, every=0.5):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(every)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +32,7 @@ def client_environment(od_hub, base_image, tmp_path_factory):
                                "&& rm -rf /var/lib/apt/lists/*\nUSER jovyan\n"})
     r = od_hub.rees("POST", "builds", json={"repo": repo.url, "name": name})
     assert r.status_code == 202, r.text
-    build = until(lambda: (b := od_hub.rees("GET", f"builds/{r.json()['id']}").json())[
+    build = wait_for(lambda: (b := od_hub.rees("GET", f"builds/{r.json()['id']}").json())[
         "status"] in ("built", "failed") and b, 600, "the build")
     assert build["status"] == "built", build
     return name
@@ -62,7 +54,7 @@ def launch(hub, user, template):
     r = hub.rees("POST", f"applications/{template}", token=token)
     assert r.status_code == 201, r.text
     app = r.json()
-    until(lambda: hub.rees("GET", f"applications/{template}/{app['id']}", token=token)
+    wait_for(lambda: hub.rees("GET", f"applications/{template}/{app['id']}", token=token)
           .json()["ready"], 300, f"{user}'s server")
     return app
 
@@ -87,7 +79,7 @@ def run_in(container, command: str):
 def stop(hub, user, app, template):
     token = hub.user_token(user)
     hub.rees("DELETE", f"applications/{template}/{app['id']}", token=token)
-    until(lambda: app["id"] not in hub.request("GET", f"/hub/api/users/{user}").json()
+    wait_for(lambda: app["id"] not in hub.request("GET", f"/hub/api/users/{user}").json()
           ["servers"], 60, f"{user}'s server stops")
 
 
@@ -209,7 +201,7 @@ def test_a_service_that_cannot_start_fails_the_launch_and_leaves_nothing(od_hub,
     assert "postgres service did not start" in events[-1]
     assert any("starting postgres 15" in e for e in events[:-1]), events  # as it went
     assert "could not access the server configuration file" in events[-1], events[-1]
-    until(lambda: server_name not in hub.request("GET", f"/hub/api/users/{user}").json()
+    wait_for(lambda: server_name not in hub.request("GET", f"/hub/api/users/{user}").json()
           ["servers"] or not hub.request("GET", f"/hub/api/users/{user}").json()[
               "servers"][server_name]["pending"], 60, "the launch ends")
     left = engine.containers.list(all=True, filters={"label": f"org.tljh-rees.user={user}"})
@@ -225,7 +217,7 @@ def server_image(hub, environment):
 def test_pooled_servers_have_their_services_started_ahead(od_hub, template):
     hub = od_hub
     assert hub.rees("POST", f"pools/{template}", json={"size": 1}).status_code == 200
-    until(lambda: hub.rees("GET", f"pools/{template}").json()["available"] == 1, 300,
+    wait_for(lambda: hub.rees("GET", f"pools/{template}").json()["available"] == 1, 300,
           "the pooled server with its services")
     waiting = [u["name"] for u in hub.request("GET", "/hub/api/users").json()
                if u["name"].startswith("anon-") and u["servers"].get("", {}).get("ready")]
@@ -241,7 +233,7 @@ def test_pooled_servers_have_their_services_started_ahead(od_hub, template):
     assert hub.rees("DELETE", f"pools/{template}").status_code == 204
     requests.delete(f"{hub.service_url}/api/applications/{template}/{app['id']}",
                     headers={"Authorization": f"token {app['token']}"}, timeout=60)
-    until(lambda: not services_of(server), 60, "the claimed server's services go with it")
+    wait_for(lambda: not services_of(server), 60, "the claimed server's services go with it")
 
 
 def test_what_a_crash_left_of_a_servers_services_is_replaced(od_hub, template,

@@ -405,7 +405,7 @@ class ReesSpawner(DockerSpawner):
     def service_runner(self) -> ServiceRunner:
         if self._service_runner is None:
             self._service_runner = ServiceRunner(
-                self.client, ServiceCatalog.from_config(self.services), self.service_image,
+                self.client, self.catalog.services, self.service_image,
                 health_timeout=self.service_health_timeout, progress=self.note_progress)
         return self._service_runner
 

@@ -37,7 +37,6 @@ class Running:
     network: str
     env: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)  # by service name
-    services: list[dict] = field(default_factory=list)  # name, version, host, port
 
 
 class ServiceRunner:
@@ -64,8 +63,6 @@ class ServiceRunner:
             password = secrets.token_urlsafe(24)
             running.passwords[spec["name"]] = password
             running.env.update(kind.connection_env(spec["name"], password, spec["params"]))
-            running.services.append({"name": spec["name"], "version": spec["version"],
-                                     "host": spec["name"], "port": kind.port})
         return running
 
     async def start(self, server: str, user: str, services: list[dict], volume_for,
