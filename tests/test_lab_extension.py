@@ -133,3 +133,21 @@ def test_build_makes_a_spec_version_and_streams_its_log(hub, servers, base_image
     assert again.status_code == 202, again.text
     assert again.json()["version"] != started["version"]
     assert wait_build(hub, again.json()["build"]["id"])["status"] == "built"
+
+
+def test_a_failing_build_ends_its_stream_with_the_reason(hub, servers, base_image, unique):
+    token = servers["builder"]
+    folder = unique("labfail")
+    put_file(hub, "builder", token, folder, None, kind="directory")
+    put_file(hub, "builder", token, f"{folder}/Dockerfile",
+             f"FROM {base_image}\nRUN echo 'no such package' && false\n")
+    r = lab(hub, "builder", token, "POST", "build", json={"path": folder, "name": folder})
+    assert r.status_code == 202, r.text
+    events = lab(hub, "builder", token, "GET", f"builds/{r.json()['build']['id']}/events",
+                 stream=True)
+    data = [json.loads(line[5:]) for line in events.iter_lines(decode_unicode=True)
+            if line.startswith("data:")]
+    assert data[-1]["phase"] == "failed", data[-3:]
+    assert any("no such package" in (d.get("message") or "") for d in data)
+    # the files stay on the service as a spec version, to fix in the composer
+    assert hub.rees("GET", f"specs/{folder}").json()["owner"] == "builder"
