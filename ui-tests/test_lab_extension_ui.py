@@ -66,6 +66,8 @@ def test_folder_becomes_an_environment_and_launches(page, hub, login, shot, serv
     expect(checks).to_contain_text("Dockerfile")
     expect(checks).to_contain_text("Left out by .gitignore")
     expect(checks).to_contain_text("data/")
+    checks.locator("summary", has_text="Dockerfile repo2docker makes").click()
+    expect(checks.locator("details pre")).to_contain_text("FROM ")
     expect(dialog.locator('input[name="rees-name"]')).to_have_value(folder)
     dialog.locator('input[name="rees-name"]').fill(name)
     dialog.locator('textarea[name="rees-description"]').fill("Made in JupyterLab")

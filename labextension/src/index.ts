@@ -23,7 +23,8 @@ interface Status {
 }
 interface Problem { file: string; line: number | null; message: string; severity: string }
 interface Check {
-  rees_files: string[]; buildpack_label: string | null; error: string | null;
+  rees_files: string[]; buildpack_label: string | null; dockerfile: string | null;
+  error: string | null;
   problems: Problem[]; replaces: boolean;
   folder: { files: number; bytes: number; ignored: string[]; ignored_count: number;
     too_large: { path: string; bytes: number }[]; links: string[]; always_left_out: string[] };
@@ -145,6 +146,12 @@ class EnvironmentForm extends Widget {
     if (check.buildpack_label) {
       box.appendChild(element('div', `repo2docker will build it as: ${check.buildpack_label}`,
         'rees-lab-buildpack'));
+    }
+    if (check.dockerfile) {
+      const details = element('details');
+      details.appendChild(element('summary', 'The Dockerfile repo2docker makes'));
+      details.appendChild(element('pre', check.dockerfile));
+      box.appendChild(details);
     }
     if (check.error) { box.appendChild(element('div', check.error, 'rees-lab-error')); }
     this.list('Problems:', check.problems.map(p =>
