@@ -102,6 +102,17 @@ def progress_messages(hub, user, server, token, timeout=120) -> list[dict]:
     return events
 
 
+def failure(hub, user, server, token, response) -> str:
+    """The message of a start that failed: at once (the API's answer) or later (the last
+    event of its progress)."""
+    if response.status_code == 400:
+        return response.json()["message"]
+    assert response.status_code == 202, response.text
+    events = progress_messages(hub, user, server, token, timeout=300)
+    assert events[-1].get("failed"), events
+    return events[-1]["message"]
+
+
 def test_launch_as_slurm_job_reach_it_and_stop(slurm, slurm_hub, hub_user):
     hub = slurm_hub
     user, token = hub_user
@@ -195,12 +206,11 @@ def test_jobs_that_cannot_run_are_refused_or_cancelled_with_the_reason(slurm, sl
                                                                       hub_user):
     hub = slurm_hub
     user, token = hub_user
-    # more CPUs than the node has: Slurm refuses it at submission, and says why
+    # more CPUs than the node has: cancelled at once, with Slurm's reason
     r = start(hub, user, "big", token, cpus="4")
-    assert r.status_code == 400, r.text
-    message = r.json()["message"]
-    assert message.startswith("Slurm refused the job") and "4 CPUs" in message, message
-    assert "not available" in message or "can not be satisfied" in message, message
+    message = failure(hub, user, "big", token, r)
+    assert "cannot run as asked (PartitionConfig" in message and "cancelled" in message
+    wait_for(lambda: not slurm.jobs(UNIX_PREFIX + user), 30, "the job left the queue")
 
     # the node busy with another job: queued, then cancelled past rees.hpc.queue_timeout
     blocker = slurm.run("sbatch", "--parsable", "-p", PARTITION, "-c", str(os.cpu_count()),
@@ -217,6 +227,6 @@ def test_jobs_that_cannot_run_are_refused_or_cancelled_with_the_reason(slurm, sl
         assert events[-1].get("failed"), events[-1]
         assert "waited 15s in the queue (Resources" in events[-1]["message"]
         assert "cancelled" in events[-1]["message"]
-        assert not slurm.jobs(UNIX_PREFIX + user)
+        wait_for(lambda: not slurm.jobs(UNIX_PREFIX + user), 30, "the job left the queue")
     finally:
         slurm.run("scancel", blocker, check=False)

@@ -33,6 +33,17 @@ from .settings import HpcSettings, format_walltime
 from .staging import ImageStager
 
 
+# Reasons Slurm gives for a pending job that waiting will not cure: cancelled at once.
+HOPELESS = {
+    "PartitionConfig": "the partition's nodes do not have the CPUs or memory asked for",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionTimeLimit": "a walltime longer than the partition allows",
+    "BadConstraints": "no node has what the job asks for",
+    "InvalidAccount": "the job's account is not valid",
+    "InvalidQOS": "the job's QOS is not valid",
+}
+
+
 class HpcReesSpawner(ReesSpawner):
     hpc = Dict(config=True, help="The Slurm target (rees.hpc; HpcSettings.to_dict).")
 
@@ -78,16 +89,16 @@ class HpcReesSpawner(ReesSpawner):
         self.target, self.progress_notes = CLUSTER, []
         account = await asyncio.to_thread(self._unix_account)
         staged = await self._stage()
-        self.job = self._new_job(account)
-        self.job.ask(request)
-        self.job.req_image = staged.path
-        self.job.container_cmd = container_command(self.settings.runtime, staged.path,
-                                                   [*self.cmd, *self.get_args()])
+        self.job = job = self._new_job(account)
+        job.ask(request)
+        job.req_image = staged.path
+        job.container_cmd = container_command(self.settings.runtime, staged.path,
+                                              [*self.cmd, *self.get_args()])
         try:
             return await self._run(request)
         except BaseException:
-            if self.job.job_id:
-                await self.job.cancel_batch_job()
+            if job.job_id:  # a stop meanwhile may have cleared self.job
+                await job.cancel_batch_job()
             raise
 
     def _unix_account(self) -> pwd.struct_passwd:
@@ -182,6 +193,11 @@ class HpcReesSpawner(ReesSpawner):
                 if reason != said:
                     self.note_progress(f"Queued: Slurm job {job.job_id}, {reason}")
                     said = reason
+                code = reason.split(",")[0]
+                if code in HOPELESS:
+                    await job.cancel_batch_job()
+                    raise hub_error(400, f"Slurm job {job.job_id} cannot run as asked "
+                                         f"({code}: {HOPELESS[code]}); it was cancelled.")
                 if time.monotonic() > deadline:
                     await job.cancel_batch_job()
                     raise hub_error(503, f"Slurm job {job.job_id} waited {timeout}s in the "
