@@ -97,7 +97,7 @@ class SlurmCluster:
                 cpus=os.cpu_count() or 1, memory=node_memory_mb(), partition=PARTITION))
         os.chmod(self.conf, 0o644)
 
-    def start(self) -> "SlurmCluster":
+    def start(self) -> SlurmCluster:
         for tool in DAEMONS + ("sinfo", "sbatch", "squeue", "scancel"):
             if not shutil.which(tool):
                 raise RuntimeError(f"{tool} is not installed; run scripts/setup-host.sh")

@@ -10,9 +10,11 @@ makes ``jupyter-<name>``) and removed here afterwards.
 from __future__ import annotations
 
 import glob
+import html
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,8 +24,15 @@ import uuid
 import pytest
 import requests
 
-from tests.helpers import GitRepo, build_through_service, start_demo_hub, stop_demo_hub, \
-    remove_built_images, wait_for, wait_ready
+from tests.helpers import (
+    GitRepo,
+    build_through_service,
+    remove_built_images,
+    start_demo_hub,
+    stop_demo_hub,
+    wait_for,
+    wait_ready,
+)
 from tests.slurm_support import PARTITION, SlurmCluster
 
 pytestmark = pytest.mark.slurm
@@ -230,3 +239,39 @@ def test_jobs_that_cannot_run_are_refused_or_cancelled_with_the_reason(slurm, sl
         wait_for(lambda: not slurm.jobs(UNIX_PREFIX + user), 30, "the job left the queue")
     finally:
         slurm.run("scancel", blocker, check=False)
+
+
+def browser(hub, user: str) -> tuple[requests.Session, str]:
+    """A logged-in session of ``user`` (the demo's login takes any password on loopback)
+    and the xsrf token of its forms."""
+    session = requests.Session()
+    page = session.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = session.post(f"{hub.url}/hub/login", data={"username": user, "password": "x",
+                                                   "_xsrf": xsrf}, timeout=30)
+    assert r.status_code == 200, r.text
+    return session, session.cookies.get("_xsrf") or xsrf
+
+
+def test_spawn_form_offers_the_cluster_and_checks_the_choice(slurm, slurm_hub, hub_user):
+    hub = slurm_hub
+    user, token = hub_user
+    session, xsrf = browser(hub, user)
+    page = session.get(f"{hub.url}/hub/spawn/{user}/form", timeout=30).text
+    assert 'id="rees-target"' in page and f'<option value="{PARTITION}">' in page
+    assert '<option value="00:01:00">' in page and 'max="4"' in page
+    fields = {"_xsrf": xsrf, "environment": hub.environment, "partition": PARTITION,
+              "walltime": "01:00:00", "cpus": "1", "memory": "1G"}
+    # the cluster, with a walltime the admin does not offer: refused, naming the field
+    r = session.post(f"{hub.url}/hub/spawn/{user}/form", timeout=60,
+                     data={**fields, "target": "cluster", "walltime": "02:00:00"})
+    assert "walltime: 02:00:00 is longer than allowed" in html.unescape(r.text), r.text[-2000:]
+    assert not slurm.jobs(UNIX_PREFIX + user)
+    # this machine: the form's cluster fields are dropped, the server is a container
+    r = session.post(f"{hub.url}/hub/spawn/{user}/form", timeout=60,
+                     data={**fields, "target": "this-machine"})
+    assert r.status_code == 200, r.text[-2000:]
+    wait_ready(hub, user, "form", token=token)
+    assert "rees_slurm" not in server_state(hub, user, "form")["state"]
+    assert not slurm.jobs(UNIX_PREFIX + user)
+    hub.request("DELETE", f"/hub/api/users/{user}/servers/form", token=token)

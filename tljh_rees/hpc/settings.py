@@ -83,7 +83,14 @@ KNOWN = set(HpcSettings.__dataclass_fields__)
 def read_hpc(r, raw: dict, path: str) -> HpcSettings:
     """``rees.hpc`` through the settings' reader ``r`` (its ``get``, ``unknown`` and
     ``problems``), with the checks of ``tljh_rees.settings``."""
-    from ..settings import _absolute_path, _bool, _one_of, _positive_int, _string, parse_size
+    from ..settings import (
+        _absolute_path,
+        _bool,
+        _one_of,
+        _positive_int,
+        _string,
+        parse_size,
+    )
 
     r.unknown(raw, KNOWN, path)
     d = HpcSettings()

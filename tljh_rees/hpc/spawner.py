@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import pwd
 import subprocess
 import time
@@ -31,7 +30,6 @@ from .choice import CLUSTER, FIELDS, LOCAL, ClusterRequest, cluster_request
 from .job import SlurmJob, container_command, job_name
 from .settings import HpcSettings, format_walltime
 from .staging import ImageStager
-
 
 # Reasons Slurm gives for a pending job that waiting will not cure: cancelled at once.
 HOPELESS = {

@@ -16,9 +16,9 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 from ..export.convert import SifConverter, remove_tree
 from ..export.progress import Progress
