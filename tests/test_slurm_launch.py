@@ -275,3 +275,26 @@ def test_spawn_form_offers_the_cluster_and_checks_the_choice(slurm, slurm_hub, h
     assert "rees_slurm" not in server_state(hub, user, "form")["state"]
     assert not slurm.jobs(UNIX_PREFIX + user)
     hub.request("DELETE", f"/hub/api/users/{user}/servers/form", token=token)
+
+
+def test_applications_api_launches_on_the_cluster(slurm, slurm_hub, hub_user):
+    hub = slurm_hub
+    user, token = hub_user
+    r = hub.rees("POST", "applications", token=token,
+                 json={"environment": hub.environment, "cluster": {"queue": "x"}})
+    assert r.status_code == 400 and r.json()["field"] == "cluster.queue", r.text
+    r = hub.rees("POST", "applications", token=token, json={
+        "environment": hub.environment, "server_name": "bad",
+        "cluster": {"walltime": "02:00:00"}})
+    assert r.status_code == 400 and "walltime: 02:00:00 is longer than allowed" in r.text
+    r = hub.rees("POST", "applications", token=token, json={
+        "environment": hub.environment, "server_name": "api",
+        "cluster": {"partition": PARTITION, "walltime": "01:00:00", "cpus": 1}})
+    assert r.status_code == 201, r.text
+    assert r.json()["location"] == f"/user/{user}/api/"
+    wait_ready(hub, user, "api", token=token, timeout=300)
+    assert hub.request("GET", f"/user/{user}/api/api/status", token=token).status_code == 200
+    job = job_of(hub, user, "api")
+    assert [line.split()[:2] for line in slurm.jobs(UNIX_PREFIX + user)] == [[job, "RUNNING"]]
+    assert hub.rees("DELETE", "servers/api", token=token).status_code == 202
+    wait_for(lambda: not slurm.jobs(UNIX_PREFIX + user), 60, "the job left squeue")

@@ -92,6 +92,7 @@ class SlurmJob(SlurmSpawner):
     req_job_name = Unicode("rees")
     req_image = Unicode("")
     req_launcher = Unicode(shlex.quote(LAUNCHER))
+    conf_prefix = ""  # "env SLURM_CONF=… " when rees.hpc.slurm_conf is set
 
     @default("exec_prefix")
     def _exec_prefix(self):
@@ -125,9 +126,9 @@ class SlurmJob(SlurmSpawner):
         """Run Slurm's commands with ``SLURM_CONF=path`` ('' for Slurm's default)."""
         if not path:
             return
-        conf = f"env SLURM_CONF={shlex.quote(path)} "
+        self.conf_prefix = f"env SLURM_CONF={shlex.quote(path)} "
         for trait in ("batch_submit_cmd", "batch_query_cmd", "batch_cancel_cmd"):
-            setattr(self, trait, conf + getattr(self, trait))
+            setattr(self, trait, self.conf_prefix + getattr(self, trait))
 
     def ask(self, request: ClusterRequest) -> None:
         self.req_partition, self.req_runtime = request.partition, request.slurm_time
@@ -145,10 +146,9 @@ class SlurmJob(SlurmSpawner):
         return f"{reason or 'unknown reason'}, {place}"
 
     async def _slurm(self, command: str) -> str:
-        conf = self.batch_query_cmd.split("squeue")[0]  # the env SLURM_CONF=… prefix
         prefix = self.exec_prefix.format(username=self.req_username)
         try:
-            return await self.run_command(f"{prefix} {conf}{command}")
+            return await self.run_command(f"{prefix} {self.conf_prefix}{command}")
         except RuntimeError as e:
             return str(e)
 

@@ -47,6 +47,7 @@ class HpcReesSpawner(ReesSpawner):
 
     target = LOCAL
     job: SlurmJob | None = None
+    local_address: tuple = ("0.0.0.0", 8888)  # DockerSpawner's ip and port, kept aside
 
     @property
     def settings(self) -> HpcSettings:
@@ -143,6 +144,7 @@ class HpcReesSpawner(ReesSpawner):
     def _job_env(self) -> dict:
         """The server's own environment (its token, the Hub's URLs), and nothing of the
         Hub's process (its PATH, PYTHONPATH or virtualenv mean nothing in the image)."""
+        self.local_address = (self.ip, self.port)
         self.ip, self.port = "0.0.0.0", 0
         env = {k: v for k, v in Spawner.get_env(self).items()
                if k.startswith(("JUPYTERHUB_", "JPY_"))}
@@ -209,7 +211,7 @@ class HpcReesSpawner(ReesSpawner):
         if self.target != CLUSTER:
             return await super().poll()
         if self.job is None or not self.job.job_id:
-            return 0
+            return 1  # no job (its unix user gone since): not running
         return await self.job.poll()
 
     async def stop(self, now=False):
@@ -229,13 +231,17 @@ class HpcReesSpawner(ReesSpawner):
         super().load_state(state)
         saved = state.get("rees_slurm")
         if saved:
-            self.target = CLUSTER
-            self.job = self._new_job(pwd.getpwnam(saved["unix_user"]))
+            self.target, self.poll_interval = CLUSTER, self.settings.poll_interval
+            try:
+                self.job = self._new_job(pwd.getpwnam(saved["unix_user"]))
+            except KeyError:
+                return  # the unix user is gone, and so is its job: poll says so
             self.job.job_id = saved["job_id"]
-            self.poll_interval = self.settings.poll_interval
 
     def clear_state(self):
         super().clear_state()
+        if self.target == CLUSTER:  # the job's address is not the next container's
+            self.ip, self.port = self.local_address
         self.target, self.job = LOCAL, None
 
 
