@@ -223,7 +223,7 @@ def test_jobs_that_cannot_run_are_refused_or_cancelled_with_the_reason(slurm, sl
 
     # the node busy with another job: queued, then cancelled past rees.hpc.queue_timeout
     blocker = slurm.run("sbatch", "--parsable", "-p", PARTITION, "-c", str(os.cpu_count()),
-                        "--mem=100M", "--wrap", "sleep 600").strip()
+                        "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 600").strip()
     try:
         wait_for(lambda: any(line.startswith(f"{blocker} RUNNING") for line in slurm.jobs()),
                  30, "the blocking job runs")

@@ -119,3 +119,17 @@ def test_image_key():
     assert image_key("sha256:" + "ab" * 32) == "ab" * 8
     with pytest.raises(ValueError):
         image_key("tljh-rees/base:latest")
+
+
+def test_applications_cluster_object_becomes_user_options():
+    from tljh_rees.launcher import cluster_options
+
+    assert cluster_options(None) == {}
+    assert cluster_options({"partition": "debug", "cpus": 2, "memory": None}) == {
+        "target": "cluster", "partition": "debug", "cpus": "2"}
+    with pytest.raises(InputError) as info:
+        cluster_options({"queue": "x"})
+    assert info.value.field == "cluster.queue"
+    with pytest.raises(InputError) as info:
+        cluster_options("debug")
+    assert info.value.field == "cluster"
