@@ -205,6 +205,7 @@ class Settings:
     default_profile: str = ""
     storage: StorageSettings = field(default_factory=StorageSettings)
     data_mounts: tuple[DataMount, ...] = ()
+    hpc: HpcSettings = field(default_factory=HpcSettings)  # the Slurm target (tljh_rees/hpc)
     gallery_show: str = "all"
     binder: BinderSettings = field(default_factory=BinderSettings)
     export_registry: str = ""  # oras:// prefix every HPC export is also pushed to
@@ -215,7 +216,6 @@ class Settings:
     admins: tuple[str, ...] = ()
     services: tuple[ServiceSettings, ...] = ()  # one per known kind, enabled or not
     gc: GcSettings = field(default_factory=GcSettings)
-    hpc: HpcSettings = field(default_factory=HpcSettings)  # the Slurm target (tljh_rees/hpc)
 
     def service(self, name: str) -> ServiceSettings | None:
         return next((s for s in self.services if s.name == name), None)
@@ -396,10 +396,10 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     p = "rees"
     r.unknown(
         data,
-        {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
+        {"state_dir", "service", "hpc", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
-         "admins", "gc", "quotas", "hpc"},
+         "admins", "gc", "quotas"},
         p,
     )
 
@@ -555,6 +555,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         default_profile=default_profile,
         storage=storage,
         data_mounts=tuple(mounts),
+        hpc=read_hpc(r, r.section(data, "hpc", p), f"{p}.hpc"),
         gallery_show=r.get(gallery, "show", f"{p}.gallery", "all", _show, "all or public"),
         binder=binder,
         export_registry=r.get(export, "registry", f"{p}.export", "", _oras_prefix,
@@ -568,7 +569,6 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         services=_service_settings(r, r.section(data, "services", p), f"{p}.services",
                                    cpu_count, memory_total),
         gc=_gc_settings(r, r.section(data, "gc", p), f"{p}.gc"),
-        hpc=read_hpc(r, r.section(data, "hpc", p), f"{p}.hpc"),
     )
     if r.problems:
         raise SettingsError(r.problems)
