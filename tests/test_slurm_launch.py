@@ -286,7 +286,8 @@ def test_applications_api_launches_on_the_cluster(slurm, slurm_hub, hub_user):
     r = hub.rees("POST", "applications", token=token, json={
         "environment": hub.environment, "server_name": "bad",
         "cluster": {"walltime": "02:00:00"}})
-    assert r.status_code == 400 and "walltime: 02:00:00 is longer than allowed" in r.text
+    assert r.status_code == 400 and r.json()["field"] == "cluster.walltime", r.text
+    assert "02:00:00 is longer than allowed" in r.json()["error"]
     r = hub.rees("POST", "applications", token=token, json={
         "environment": hub.environment, "server_name": "api",
         "cluster": {"partition": PARTITION, "walltime": "01:00:00", "cpus": 1}})

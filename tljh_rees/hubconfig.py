@@ -61,6 +61,7 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Quotas.queue_length = settings.quotas.queue_length
     c.ReesService.template_images = list(settings.template_images)
     c.ReesService.services = service_offer(settings)
+    c.ReesService.hpc = settings.hpc.to_dict()
     c.BuildManager.concurrency = settings.builds.concurrency
     c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
     c.BuildManager.timeout = settings.builds.timeout

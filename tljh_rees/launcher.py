@@ -20,6 +20,8 @@ from jupyterhub.utils import url_path_join
 
 from .catalog import Catalog, Viewer
 from .errors import Conflict, Forbidden, InputError, NotFound, ReesError
+from .hpc.choice import cluster_request
+from .hpc.settings import HpcSettings
 from .hubapi import HubAPI
 from .operations.quotas import StartingLaunches
 
@@ -79,9 +81,11 @@ class Launcher:
     ready_poll = 1.0  # seconds between looks at a starting server (launch metrics)
     ready_timeout = 900  # seconds after which a start is no longer watched
 
-    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None, rebuild=None):
+    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None, rebuild=None,
+                 hpc: HpcSettings | None = None):
         self.catalog = catalog
         self.hub = hub
+        self.hpc = hpc or HpcSettings()  # the cluster target's limits (rees.hpc)
         # ``BuildManager.rebuild_removed``: a launch of an environment whose image was
         # removed builds it again (None: it is only refused)
         self.rebuild = rebuild
@@ -127,7 +131,7 @@ class Launcher:
         self.require_servers(viewer)
         plan = await self.plan_or_rebuild(
             environment, lambda: self.catalog.launch_plan(viewer, environment, profile or None))
-        options = {"environment": plan.environment, **cluster_options(cluster)}
+        options = {"environment": plan.environment, **cluster_options(cluster, self.hpc)}
         if profile:
             options["profile"] = plan.profile["name"]
         return await self.start(viewer, server_name or server_name_for(plan.environment),
@@ -253,8 +257,10 @@ class Launcher:
         await self.hub.stop_server(viewer.name, server_name)
 
 
-def cluster_options(cluster) -> dict:
-    """The applications API's ``cluster`` object as the spawner's ``user_options``."""
+def cluster_options(cluster, hpc: HpcSettings) -> dict:
+    """The applications API's ``cluster`` object as the spawner's ``user_options``,
+    checked here as the spawner checks them (``hpc/choice.py``), so that a bad choice is
+    refused by this request and not only on the server's progress page."""
     if cluster is None:
         return {}
     if not isinstance(cluster, dict):
@@ -264,4 +270,11 @@ def cluster_options(cluster) -> dict:
     if unknown:
         raise InputError(f"cluster.{unknown[0]}", "unknown field; known: "
                                                    + ", ".join(sorted(CLUSTER_FIELDS)))
-    return {"target": "cluster", **{k: str(v) for k, v in cluster.items() if v is not None}}
+    options = {"target": "cluster",
+               **{k: str(v) for k, v in cluster.items() if v is not None}}
+    try:
+        cluster_request(options, hpc)
+    except InputError as e:
+        raise InputError(f"cluster.{e.field}" if e.field != "target" else "cluster",
+                         e.message) from None
+    return options

@@ -124,12 +124,15 @@ def test_image_key():
 def test_applications_cluster_object_becomes_user_options():
     from tljh_rees.launcher import cluster_options
 
-    assert cluster_options(None) == {}
-    assert cluster_options({"partition": "debug", "cpus": 2, "memory": None}) == {
+    assert cluster_options(None, hpc()) == {}
+    assert cluster_options({"partition": "debug", "cpus": 2, "memory": None}, hpc()) == {
         "target": "cluster", "partition": "debug", "cpus": "2"}
-    with pytest.raises(InputError) as info:
-        cluster_options({"queue": "x"})
-    assert info.value.field == "cluster.queue"
-    with pytest.raises(InputError) as info:
-        cluster_options("debug")
+    for cluster, field in (({"queue": "x"}, "cluster.queue"), ("debug", "cluster"),
+                           ({"walltime": "02:00:00"}, "cluster.walltime"),
+                           ({"cpus": 9}, "cluster.cpus")):
+        with pytest.raises(InputError) as info:
+            cluster_options(cluster, hpc())
+        assert info.value.field == field, cluster
+    with pytest.raises(InputError, match="rees.hpc.enabled is false") as info:
+        cluster_options({}, HpcSettings())
     assert info.value.field == "cluster"

@@ -63,7 +63,8 @@ class HpcSettings:
     poll_interval: int = 30  # seconds between the Hub's checks of a running job
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values (lists, not tuples): it travels in the service's config."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, raw: dict) -> HpcSettings:
