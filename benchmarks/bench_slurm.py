@@ -108,6 +108,11 @@ def main() -> None:
             cluster.run("scancel", line.split()[0], check=False)
         cluster.stop()
         shutil.rmtree(images, ignore_errors=True)
+        volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
+                                  f"name=rees-slurm-bench{run}-"], capture_output=True,
+                                 text=True).stdout.split()
+        if volumes:
+            subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
         for entry in pwd.getpwall():
             if entry.pw_name.startswith(UNIX_PREFIX + "b" + run):
                 subprocess.run(["userdel", "--remove", entry.pw_name], capture_output=True)

@@ -75,6 +75,15 @@ def slurm_hub(slurm, base_image, tmp_path_factory):
         if user.pw_name.startswith(UNIX_PREFIX + "u" + run):
             subprocess.run(["userdel", "--remove", user.pw_name], capture_output=True)
     shutil.rmtree(images, ignore_errors=True)
+    remove_volumes(f"rees-slurm{run}-")
+
+
+def remove_volumes(prefix: str) -> None:
+    """The Docker volumes of servers started on this machine (the form's test)."""
+    names = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"name={prefix}"],
+                           capture_output=True, text=True).stdout.split()
+    if names:
+        subprocess.run(["docker", "volume", "rm", "-f", *names], capture_output=True)
 
 
 @pytest.fixture
