@@ -42,6 +42,7 @@ setup(
         "oras>=0.2,<0.3",
         "requests>=2.28,<3",  # tljh-rees client
         "prometheus_client>=0.17,<1",  # GET metrics
+        "batchspawner>=1.3,<2",  # the Slurm launch target (tljh_rees/hpc/)
     ],
     entry_points={
         "tljh": ["rees = tljh_rees.plugin"],

@@ -29,6 +29,24 @@ install_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# A single-node Slurm for the HPC launch target's tests (tljh_rees/hpc/): the tests start
+# their own munged, slurmctld and slurmd from a generated slurm.conf, so the packages'
+# services are kept from starting at install (policy-rc.d answers 101 meanwhile).
+SLURM_PACKAGES=(slurmctld slurmd slurm-client munge squashfuse)
+
+install_slurm() {
+  local missing=()
+  for p in "${SLURM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing (services not started): ${missing[*]}"
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; made=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$made" ] || rm -f "$policy"
+}
+
 # Debian 12 ships no buildx; Debian 13's package is a static binary that works with it.
 install_buildx() {
   docker buildx version >/dev/null 2>&1 && return
@@ -107,6 +125,7 @@ install_binder_client() {
 need_root
 log "system packages"
 install_apt_packages
+install_slurm
 install_buildx
 start_dockerd
 install_proxy

@@ -104,7 +104,7 @@ def test_request_bodies_take_exactly_the_fields_the_handlers_accept():
 
     schemas = document(PREFIX)["components"]["schemas"]
     expected = {"BuildRequest": builds.BUILD_FIELDS, "EnvironmentChange": set(EDITABLE),
-                "ApplicationRequest": {"environment", "server_name", "profile"},
+                "ApplicationRequest": {"environment", "server_name", "profile", "cluster"},
                 "ExportRequest": set(), "SpecCreate": specs.CREATE_FIELDS,
                 "SpecSave": specs.SAVE_FIELDS, "SpecBuild": specs.BUILD_FIELDS,
                 "SpecCheck": {"sections", "spec"},

@@ -45,6 +45,7 @@ from .export.jobs import ExportManager
 from .gallery.store import Gallery
 from .hubapi import HubAPI
 from .hubconfig import read_service_config
+from .hpc.settings import HpcSettings
 from .launcher import Launcher
 from .catalog.templates import Machine, TemplateCatalog
 from .ondemand.applications import Applications
@@ -108,6 +109,8 @@ class ReesService(Application):
              "proxies and clients keep the connection open during quiet build steps.")
     template_images = List(Unicode(), config=True,
                            help="Plain images templates may use (rees.templates.allowed_images).")
+    hpc = Dict(config=True, help="The Slurm target (rees.hpc; HpcSettings.to_dict): "
+                                 "launches asking for the cluster are checked against it.")
     services = Dict(config=True,
                     help="Add-on services this site offers, by kind (rees.services; "
                          "ServiceSettings.to_dict of each).")
@@ -193,7 +196,8 @@ class ReesService(Application):
         builds.on_finished.append(metrics.build_finished)
         hub = HubAPI(self.hub_api_url)
         binder = BinderLinks(builds, parent=self)
-        launcher = Launcher(catalog, hub, quotas, rebuild=builds.rebuild_removed)
+        launcher = Launcher(catalog, hub, quotas, rebuild=builds.rebuild_removed,
+                            hpc=HpcSettings.from_dict(self.hpc))
         launcher.on_ready.append(metrics.launch_ready)
         templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
                                     self.template_images, services)

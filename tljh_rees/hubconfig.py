@@ -69,6 +69,7 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Quotas.queue_length = settings.quotas.queue_length
     c.ReesService.template_images = list(settings.template_images)
     c.ReesService.services = service_offer(settings)
+    c.ReesService.hpc = settings.hpc.to_dict()
     c.BuildManager.concurrency = settings.builds.concurrency
     c.BuildManager.allow_local_repos = settings.builds.allow_local_repos
     c.BuildManager.timeout = settings.builds.timeout
@@ -270,6 +271,13 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     c.ReesSpawner.cmd = ["jupyterhub-singleuser"]
     c.ReesSpawner.mem_limit = None
     c.ReesSpawner.cpu_limit = None
+    if settings.hpc.enabled:  # the same spawner, able to run a server as a Slurm job too
+        from .hpc.spawner import HpcReesSpawner  # imports batchspawner: its Hub API route
+
+        c.JupyterHub.spawner_class = HpcReesSpawner
+        c.HpcReesSpawner.hpc = settings.hpc.to_dict()
+        # an image's first export and its time in the queue come before the server starts
+        c.HpcReesSpawner.start_timeout = settings.hpc.queue_timeout + 900
 
 
 def read_service_config() -> Config:

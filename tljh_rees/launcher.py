@@ -20,6 +20,8 @@ from jupyterhub.utils import url_path_join
 
 from .catalog import Catalog, Viewer
 from .errors import Conflict, Forbidden, InputError, NotFound, ReesError
+from .hpc.choice import cluster_request
+from .hpc.settings import HpcSettings
 from .hubapi import HubAPI
 from .operations.quotas import StartingLaunches
 
@@ -42,6 +44,7 @@ def server_name_for(environment: str) -> str:
         slug = "env-" + slug
     digest = hashlib.sha256(environment.encode()).hexdigest()[:6]
     return f"{slug[:SERVER_NAME_MAX - 7].rstrip('-')}-{digest}"
+CLUSTER_FIELDS = {"partition", "walltime", "cpus", "memory"}  # hpc/choice.py checks them
 VISIBLE_WAIT = 10  # seconds a launch waits for the Hub to show the server as pending
 
 
@@ -78,9 +81,11 @@ class Launcher:
     ready_poll = 1.0  # seconds between looks at a starting server (launch metrics)
     ready_timeout = 900  # seconds after which a start is no longer watched
 
-    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None, rebuild=None):
+    def __init__(self, catalog: Catalog, hub: HubAPI, quotas=None, rebuild=None,
+                 hpc: HpcSettings | None = None):
         self.catalog = catalog
         self.hub = hub
+        self.hpc = hpc or HpcSettings()  # the cluster target's limits (rees.hpc)
         # ``BuildManager.rebuild_removed``: a launch of an environment whose image was
         # removed builds it again (None: it is only refused)
         self.rebuild = rebuild
@@ -118,14 +123,15 @@ class Launcher:
         return application_json(viewer.name, server_name, server)
 
     async def launch(self, viewer: Viewer, environment, profile=None,
-                     server_name=None) -> tuple[dict, bool]:
+                     server_name=None, cluster=None) -> tuple[dict, bool]:
         """Start (or find running) the user's named server of ``environment``.
-        Returns its model and whether it was started now."""
+        Returns its model and whether it was started now. ``cluster``: run it as a
+        Slurm job with these choices (the Hub's spawner checks them: hpc/choice.py)."""
         since = time.monotonic()
         self.require_servers(viewer)
         plan = await self.plan_or_rebuild(
             environment, lambda: self.catalog.launch_plan(viewer, environment, profile or None))
-        options = {"environment": plan.environment}
+        options = {"environment": plan.environment, **cluster_options(cluster, self.hpc)}
         if profile:
             options["profile"] = plan.profile["name"]
         return await self.start(viewer, server_name or server_name_for(plan.environment),
@@ -249,3 +255,26 @@ class Launcher:
         if server_name not in await self.servers(viewer):
             raise NotFound(f"you have no server {server_name!r}", field="id")
         await self.hub.stop_server(viewer.name, server_name)
+
+
+def cluster_options(cluster, hpc: HpcSettings) -> dict:
+    """The applications API's ``cluster`` object as the spawner's ``user_options``,
+    checked here as the spawner checks them (``hpc/choice.py``), so that a bad choice is
+    refused by this request and not only on the server's progress page."""
+    if cluster is None:
+        return {}
+    if not isinstance(cluster, dict):
+        raise InputError("cluster", "expected an object of partition, walltime, cpus, "
+                                    "memory (each optional), or null")
+    unknown = sorted(set(cluster) - CLUSTER_FIELDS)
+    if unknown:
+        raise InputError(f"cluster.{unknown[0]}", "unknown field; known: "
+                                                   + ", ".join(sorted(CLUSTER_FIELDS)))
+    options = {"target": "cluster",
+               **{k: str(v) for k, v in cluster.items() if v is not None}}
+    try:
+        cluster_request(options, hpc)
+    except InputError as e:
+        raise InputError(f"cluster.{e.field}" if e.field != "target" else "cluster",
+                         e.message) from None
+    return options

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .hpc.settings import HpcSettings, read_hpc
+
 DEFAULT_STATE_DIR = "/opt/tljh/state/rees"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -203,6 +205,7 @@ class Settings:
     default_profile: str = ""
     storage: StorageSettings = field(default_factory=StorageSettings)
     data_mounts: tuple[DataMount, ...] = ()
+    hpc: HpcSettings = field(default_factory=HpcSettings)  # the Slurm target (tljh_rees/hpc)
     gallery_show: str = "all"
     binder: BinderSettings = field(default_factory=BinderSettings)
     export_registry: str = ""  # oras:// prefix every HPC export is also pushed to
@@ -394,7 +397,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     p = "rees"
     r.unknown(
         data,
-        {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
+        {"state_dir", "service", "hpc", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
          "admins", "gc", "quotas", "lab_extension"},
@@ -556,6 +559,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         default_profile=default_profile,
         storage=storage,
         data_mounts=tuple(mounts),
+        hpc=read_hpc(r, r.section(data, "hpc", p), f"{p}.hpc"),
         gallery_show=r.get(gallery, "show", f"{p}.gallery", "all", _show, "all or public"),
         binder=binder,
         export_registry=r.get(export, "registry", f"{p}.export", "", _oras_prefix,

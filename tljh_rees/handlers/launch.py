@@ -33,11 +33,12 @@ class ApplicationsHandler(LaunchMixin, APIHandler):
     @web.authenticated
     async def post(self):
         began = time.monotonic()
-        data = self.json_body({"environment", "server_name", "profile"},
+        data = self.json_body({"environment", "server_name", "profile", "cluster"},
                               required={"environment"})
         app, started = await self.launcher.launch(self.viewer, data.get("environment"),
                                                   data.get("profile"),
-                                                  data.get("server_name"))
+                                                  data.get("server_name"),
+                                                  cluster=data.get("cluster"))
         self.note_launch(began, data["environment"])
         self.write_json(app, status=201 if started else 200)
 

@@ -352,6 +352,11 @@ SCHEMAS = {
         "environment": {"type": "string", "minLength": 1},
         "server_name": nullable({"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}),
         "profile": nullable(STRING),
+        "cluster": nullable(obj({
+            "partition": nullable(STRING), "walltime": nullable(STRING),
+            "cpus": nullable({"type": ["integer", "string"]}), "memory": nullable(STRING),
+        }, closed=True, description="Run it as a Slurm job (rees.hpc), with these choices "
+                                    "within the site's limits; null: on this machine.")),
     }, required=("environment",), closed=True),
     "ExportRequest": obj({}, closed=True, description="No fields."),
     "SpecCreate": obj({
