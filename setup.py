@@ -40,6 +40,8 @@ setup(
         "oras>=0.2,<0.3",
         "requests>=2.28,<3",  # tljh-rees client
         "prometheus_client>=0.17,<1",  # GET metrics
+        "cryptography>=41",  # rees.swarm: the registry's local CA
+        "bcrypt>=4,<6",  # rees.swarm: the registry's htpasswd
     ],
     entry_points={
         "tljh": ["rees = tljh_rees.plugin"],

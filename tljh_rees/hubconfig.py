@@ -68,6 +68,9 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Repo2DockerBuilder.base_image = settings.builds.base_image
     c.Repo2DockerBuilder.build_args = dict(settings.builds.build_args)
     gc_config(c, settings)
+    if settings.swarm.enabled:  # multi-node mode: builds go to a registry
+        from .swarm.hub import service_swarm_config
+        service_swarm_config(c, settings)
     return c
 
 
@@ -237,6 +240,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     c.ReesSpawner.cmd = ["jupyterhub-singleuser"]
     c.ReesSpawner.mem_limit = None
     c.ReesSpawner.cpu_limit = None
+    if settings.swarm.enabled:  # multi-node mode: servers as Swarm services
+        from .swarm.hub import configure_swarm
+        configure_swarm(c, settings)
 
 
 def read_service_config() -> Config:

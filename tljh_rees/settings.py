@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .swarm.config import SwarmSettings, parse_swarm
+
 DEFAULT_STATE_DIR = "/opt/tljh/state/rees"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -213,6 +215,7 @@ class Settings:
     admins: tuple[str, ...] = ()
     services: tuple[ServiceSettings, ...] = ()  # one per known kind, enabled or not
     gc: GcSettings = field(default_factory=GcSettings)
+    swarm: SwarmSettings = field(default_factory=SwarmSettings)  # multi-node (swarm/)
 
     def service(self, name: str) -> ServiceSettings | None:
         return next((s for s in self.services if s.name == name), None)
@@ -396,7 +399,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
-         "admins", "gc", "quotas"},
+         "admins", "gc", "quotas", "swarm"},
         p,
     )
 
@@ -565,6 +568,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         services=_service_settings(r, r.section(data, "services", p), f"{p}.services",
                                    cpu_count, memory_total),
         gc=_gc_settings(r, r.section(data, "gc", p), f"{p}.gc"),
+        swarm=parse_swarm(r, r.section(data, "swarm", p), f"{p}.swarm",
+                          {"bool": _bool, "port": _port, "string": _string}, tuple(profiles)),
     )
     if r.problems:
         raise SettingsError(r.problems)

@@ -1,0 +1,205 @@
+"""Multi-node mode on a real three-node Swarm (tests/swarm_support.py): builds pushed to
+the registry the Hub runs, servers on labelled workers reached through the proxy, a
+user's files on their home node, a worker that dies, a registry that is down.
+
+Nothing is mocked: the manager is the machine's engine, the workers are engines in
+their own network namespaces, the registry is Debian's docker-registry with TLS from the
+project's CA, the Hub is ``tljh-rees demo``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import uuid
+
+import pytest
+
+from tests.helpers import (GitRepo, build_through_service, remove_built_images,
+                           start_demo_hub, stop_demo_hub, stop_server, wait_build,
+                           wait_for, wait_ready)
+from tests.swarm_support import SwarmLab, run
+from tljh_rees.demo import free_port
+from tljh_rees.swarm.registry import CERTS_D
+
+RUN = uuid.uuid4().hex[:6]
+LARGE = "rees-swarm-size=large"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    swarm = SwarmLab(workers=2)
+    try:
+        swarm.label(swarm.workers[0].node_id, *LARGE.split("="))
+        yield swarm
+    finally:
+        swarm.close()
+
+
+@pytest.fixture(scope="module")
+def swarm_hub(lab, base_image, tmp_path_factory):
+    state_dir = str(tmp_path_factory.mktemp("swarm-hub"))
+    port = free_port()
+    registry = f"{lab.manager_address}:{port}"
+    proc = hub = None
+    try:
+        proc, hub = start_demo_hub(state_dir, {
+            "profiles": {"small": {"cpu": 1, "memory": "512M"},
+                         "large": {"cpu": 1, "memory": "768M"}},
+            "default_profile": "small",
+            "storage": {"volume_name": f"rees-swarm{RUN}-{{username}}"},
+            "swarm": {"enabled": True, "registry_port": port,
+                      "placement": {"large": [LARGE]}},
+        })
+        hub.registry = registry
+        yield hub
+    finally:
+        if proc is not None:
+            stop_demo_hub(proc, hub)
+        for pid in _pids_with(os.path.join(state_dir, "rees", "swarm")):  # the registry
+            os.kill(pid, signal.SIGKILL)
+        remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
+        shutil.rmtree(os.path.join(CERTS_D, registry), ignore_errors=True)
+        volumes = run("docker", "volume", "ls", "-q", "--filter",
+                      f"name=rees-swarm{RUN}-").stdout.split()
+        if volumes:
+            run("docker", "volume", "rm", "-f", *volumes, check=False)
+
+
+def _pids_with(marker: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def environment(swarm_hub, base_image, tmp_path_factory):
+    repo = GitRepo(str(tmp_path_factory.mktemp("swarm-repo")))
+    name = f"swarm-env-{RUN}"
+    build = build_through_service(swarm_hub, repo, base_image, {"marker.txt": "swarm\n"},
+                                  name)
+    swarm_hub.repo = repo
+    return name, build
+
+
+def registry_ref(hub, name: str) -> str:
+    with sqlite3.connect(os.path.join(hub.state_dir, "rees", "rees.sqlite")) as db:
+        row = db.execute("SELECT registry_ref FROM environments WHERE name = ?",
+                         (name,)).fetchone()
+    return row[0] if row else ""
+
+
+def start(hub, user: str, server: str, environment: str, profile: str):
+    token = hub.user_token(user)
+    r = hub.request("POST", f"/hub/api/users/{user}/servers/{server}", token=token,
+                    json={"environment": environment, "profile": profile})
+    return r, token
+
+
+def service_node(lab, user: str, server: str) -> str:
+    tasks = run("docker", "service", "ps", "--filter", "desired-state=running",
+                "--format", "{{.Node}}", f"rees-swarm-{user}--{server}").stdout.split()
+    assert len(tasks) == 1, tasks
+    return tasks[0]
+
+
+def through_proxy(hub, user, server, token, path, method="GET", **kwargs):
+    return hub.request(method, f"/user/{user}/{server}/{path}", token=token, **kwargs)
+
+
+def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, environment):
+    name, build = environment
+    ref = registry_ref(swarm_hub, name)
+    assert ref.startswith(f"{swarm_hub.registry}/rees/rees-{name}:") and "@sha256:" in ref
+    # the registry really holds it (TLS with the project's CA, its own credentials)
+    worker = lab.workers[1]
+    assert worker.docker("pull", ref, check=False).returncode != 0  # no credentials
+    user = f"ann{RUN}"
+    r, token = start(swarm_hub, user, "s1", name, "large")
+    assert r.status_code in (201, 202), r.text
+    # the progress the Hub shows while it starts names the node
+    events = swarm_hub.request("GET", f"/hub/api/users/{user}/servers/s1/progress",
+                               token=token, timeout=300).text
+    assert "Server placed on node rees-swarm-w1" in events, events
+    wait_ready(swarm_hub, user, "s1", timeout=300)
+    assert service_node(lab, user, "s1") == "rees-swarm-w1"  # the one labelled large
+    status = through_proxy(swarm_hub, user, "s1", token, "api/status")
+    assert status.status_code == 200, status.text
+    # a file in the user's volume, on the node that holds it
+    put = through_proxy(swarm_hub, user, "s1", token, "api/contents/work/notes.txt",
+                        method="PUT", json={"type": "file", "format": "text",
+                                            "content": "kept on my node\n"})
+    assert put.status_code in (200, 201), put.text
+    stop_server(swarm_hub, user, "s1", token=token)
+    assert run("docker", "service", "inspect", f"rees-swarm-{user}--s1",
+               check=False).returncode != 0
+    # the next server (a profile with no placement) is put where the files are
+    r, token = start(swarm_hub, user, "s2", name, "small")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(swarm_hub, user, "s2", timeout=300)
+    assert service_node(lab, user, "s2") == "rees-swarm-w1"
+    got = through_proxy(swarm_hub, user, "s2", token, "api/contents/work/notes.txt")
+    assert got.status_code == 200 and got.json()["content"] == "kept on my node\n", got.text
+    stop_server(swarm_hub, user, "s2", token=token)
+
+
+def test_a_worker_that_dies(lab, swarm_hub, environment):
+    name, _ = environment
+    user = f"bob{RUN}"
+    r, token = start(swarm_hub, user, "s1", name, "large")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(swarm_hub, user, "s1", timeout=300)
+    assert service_node(lab, user, "s1") == "rees-swarm-w1"
+    lab.workers[0].kill()
+    wait_for(lambda: lab.node_state(lab.workers[0].node_id) == "down", 60, "w1 down")
+    # the Hub finds the server stopped (its poll asks where the task runs)
+    wait_for(lambda: "s1" not in swarm_hub.request(
+        "GET", f"/hub/api/users/{user}", token=token).json()["servers"]
+        or not swarm_hub.request("GET", f"/hub/api/users/{user}",
+                                 token=token).json()["servers"]["s1"]["ready"],
+        90, "the Hub notices the server is gone", every=1)
+    # its files are on the dead node: a clear refusal, not an empty folder elsewhere
+    r, _ = start(swarm_hub, user, "s2", name, "small")
+    assert r.status_code >= 400 or "rees-swarm-w1" in _spawn_failure(swarm_hub, user, "s2",
+                                                                    token)
+    # the large profile's only node is gone: said at once
+    carol = f"carol{RUN}"
+    r, ctoken = start(swarm_hub, carol, "s1", name, "large")
+    assert r.status_code >= 400 or "No node can take" in _spawn_failure(
+        swarm_hub, carol, "s1", ctoken)
+    # a new launch goes elsewhere
+    r, ctoken = start(swarm_hub, carol, "s2", name, "small")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(swarm_hub, carol, "s2", timeout=300)
+    assert service_node(lab, carol, "s2") != "rees-swarm-w1"
+    assert through_proxy(swarm_hub, carol, "s2", ctoken, "api/status").status_code == 200
+    stop_server(swarm_hub, carol, "s2", token=ctoken)
+
+
+def _spawn_failure(hub, user, server, token) -> str:
+    """The message of a spawn that failed after it was accepted (the progress stream)."""
+    return hub.request("GET", f"/hub/api/users/{user}/servers/{server}/progress",
+                       token=token, timeout=120).text
+
+
+def test_a_registry_that_is_down_fails_the_build(swarm_hub, environment, base_image):
+    pids = [p for p in _pids_with(os.path.join(swarm_hub.state_dir, "rees", "swarm"))]
+    assert pids, "the registry is not running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # the last test: the registry stays down
+    repo = swarm_hub.repo
+    repo.commit({"changed.txt": "a new commit\n"})
+    r = swarm_hub.rees("POST", "builds", json={"repo": repo.url, "name": environment[0]})
+    assert r.status_code in (200, 202), r.text
+    build = wait_build(swarm_hub, r.json()["id"], timeout=600)
+    assert build["status"] == "failed", build
+    assert f"the registry {swarm_hub.registry} did not take the image" in build["error"]
