@@ -24,7 +24,8 @@ class SwarmSettings:
     registry: str = ""  # host[:port] of an admin's registry; "" = run one on the manager
     registry_port: int = 5000  # the port of the registry this project runs
     registry_username: str = ""
-    registry_password: str = ""  # a secret: never logged, labelled or put in the catalog
+    # a secret: never logged, labelled or put in the catalog (not in repr either)
+    registry_password: str = field(default="", repr=False)
     # profile name → node labels ("key=value") a server of that profile must run on
     placement: dict = field(default_factory=dict)
 
