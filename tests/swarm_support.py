@@ -52,7 +52,9 @@ class Worker:
         self.root = os.path.join(root, name)  # short: unix socket paths are limited
         os.makedirs(self.root)
         self.socket = os.path.join(self.root, "docker.sock")
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}")
+        # its CLI's own config too: a login there must not land in root's ~/.docker
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}",
+                        DOCKER_CONFIG=os.path.join(self.root, "cli"))
         self.log_path = os.path.join(self.root, "dockerd.log")
         self.proc: subprocess.Popen | None = None
         host_end, inner = f"{PREFIX}-{name}h", f"{PREFIX}-{name}n"
@@ -182,16 +184,17 @@ class SwarmLab:
                               "{{.Swarm.NodeID}}").stdout.strip()
         self.token = run("docker", "swarm", "join-token", "-q", "worker").stdout.strip()
 
-    def add_worker(self, name: str) -> Worker:
+    def add_worker(self, name: str, join: bool = True) -> Worker:
         address = f"{self.subnet.rsplit('.', 1)[0]}.{self._next_host}"
         self._next_host += 1
         worker = Worker(name, address, self.manager_address, self.root)
         self.workers.append(worker)
         worker.start()
-        worker.docker("swarm", "join", "--token", self.token,
-                      "--advertise-addr", address, f"{self.manager_address}:2377")
-        worker.node_id = worker.docker("info", "--format",
-                                       "{{.Swarm.NodeID}}").stdout.strip()
+        if join:
+            worker.docker("swarm", "join", "--token", self.token,
+                          "--advertise-addr", address, f"{self.manager_address}:2377")
+            worker.node_id = worker.docker("info", "--format",
+                                           "{{.Swarm.NodeID}}").stdout.strip()
         return worker
 
     def node_state(self, node_id: str) -> str:

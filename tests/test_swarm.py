@@ -14,6 +14,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -197,6 +198,36 @@ def progress(hub, user, server, token) -> str:
     """The Hub's progress stream of a starting server, until it ends."""
     return requests.get(f"{hub.url}/hub/api/users/{user}/servers/{server}/progress",
                         headers={"Authorization": f"token {token}"}, timeout=300).text
+
+
+def test_join_command_adds_a_worker_that_trusts_the_registry(lab, swarm_hub, environment):
+    printed = run(sys.executable, "-m", "tljh_rees", "swarm", "join-command", "--config",
+                  os.path.join(swarm_hub.state_dir, "rees.yaml"), "--state-dir",
+                  os.path.join(swarm_hub.state_dir, "rees")).stdout
+    lines = printed.splitlines()
+    assert lines[0] == f"mkdir -p /etc/docker/certs.d/{swarm_hub.registry}"
+    with open(os.path.join(swarm_hub.state_dir, "rees", "swarm", "registry", "tls",
+                           "ca.crt")) as f:
+        assert f.read().strip() in printed
+    join = lines[-1].split()
+    assert join[:4] == ["docker", "swarm", "join", "--token"]
+    assert join[-1] == f"{lab.manager_address}:2377"
+    worker = lab.add_worker("w3", join=False)
+    worker.docker(*join[1:])  # as the admin would, on the new machine
+    node_id = worker.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+    wait_for(lambda: lab.node_state(node_id) == "ready", 30, "w3 ready")
+    # the new node pulls the environment over TLS from the registry (with credentials)
+    ref = registry_ref(swarm_hub, environment[0])
+    login = subprocess.run(["docker", "login", "-u", "tljh-rees", "--password-stdin",
+                            swarm_hub.registry], input=_registry_password(swarm_hub),
+                           env=worker.env, capture_output=True, text=True)
+    assert login.returncode == 0, login.stderr
+    assert worker.docker("pull", ref, check=False).returncode == 0
+
+
+def _registry_password(hub) -> str:
+    with open(os.path.join(hub.state_dir, "rees", "swarm", "registry", "password")) as f:
+        return f.read().strip()
 
 
 def test_a_registry_that_is_down_fails_the_build(swarm_hub, environment, base_image):

@@ -57,9 +57,9 @@ def manager_address(api: docker.APIClient) -> str:
     swarm = api.info().get("Swarm") or {}
     if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
         raise NotInSwarm(
-            "rees.swarm.enabled is true but this machine's Docker engine is not a swarm "
-            "manager; run 'docker swarm init --advertise-addr <this machine's address>' "
-            "(or set rees.swarm.enabled to false)")
+            "this machine's Docker engine is not a swarm manager, which multi-node mode "
+            "(rees.swarm.enabled) needs; run 'docker swarm init --advertise-addr <this "
+            "machine's address>' (or set rees.swarm.enabled to false)")
     return swarm.get("NodeAddr") or ""
 
 
