@@ -119,7 +119,7 @@ def through_proxy(hub, user, server, token, path, method="GET", **kwargs):
 
 
 def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, environment):
-    name, build = environment
+    name, _ = environment
     ref = registry_ref(swarm_hub, name)
     assert ref.startswith(f"{swarm_hub.registry}/rees/rees-{name}:") and "@sha256:" in ref
     # the registry really holds it (TLS with the project's CA, its own credentials)

@@ -106,7 +106,8 @@ def test_own_registry_files_keep_their_password_private(tmp_path):
         assert os.stat(path).st_mode & 0o077 == 0, name
     written = trust(registry, certs_d=str(tmp_path / "certs.d"))
     assert written == str(tmp_path / "certs.d" / "10.1.2.3:5005" / "ca.crt")
-    assert open(written).read() == open(registry.ca_file).read()
+    with open(written) as mine, open(registry.ca_file) as theirs:
+        assert mine.read() == theirs.read()
     assert registry.reference("rees-env:abc") == "10.1.2.3:5005/rees/rees-env:abc"
 
 
@@ -155,7 +156,7 @@ async def test_an_environment_built_before_multi_node_mode_is_pushed_on_a_rebuil
     source = FakeSource("https://example.org/r", {"main": SHA1})
     done = await finished(manager, (await manager.submit(request("env", source))).id)
     assert catalog.launch_plan(BOB, "env").registry_ref == ""  # single-machine builder
-    swarm_manager, builder = publishing  # the same catalog, now with a registry
+    swarm_manager, _ = publishing  # the same catalog, now with a registry
     again = await finished(swarm_manager,
                            (await swarm_manager.submit(request("env", source))).id)
     assert again.status == "built" and again.image_id == done.image_id

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import ClassVar
 
 from docker.errors import APIError, NotFound
-from docker.types import (ContainerSpec, EndpointSpec, Mount, Placement, Resources,
-                          RestartPolicy, TaskTemplate)
+from docker.types import (ContainerSpec, Mount, Placement, Resources, RestartPolicy,
+                          TaskTemplate)
 from dockerspawner import SwarmSpawner
 from traitlets import Dict, Integer, List, Unicode
 
 from .. import LABEL_PREFIX
 from ..spawner import ReesSpawner, hub_error
-from .nodes import Node, node
+from .nodes import node
 from .registry import Registry, RegistryUnavailable, push
 
 HOME_LABEL = LABEL_PREFIX + "home-node-of"
@@ -57,8 +58,9 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
     extra_constraints = List(Unicode(), config=True,
                              help="Swarm constraints every server gets.")
 
-    _pushed_helper: dict = {}  # helper image → its registry reference, per Hub process
-    _home_locks: dict = {}
+    # per Hub process: helper image → its registry reference; a lock per user's volume
+    _pushed_helper: ClassVar[dict] = {}
+    _home_locks: ClassVar[dict] = {}
 
     @property
     def registry(self) -> Registry:
@@ -208,10 +210,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             raise hub_error(500, "The server did not start: "
                                  f"{task['Status'].get('Err') or task['Status']['State']}")
         where = await asyncio.to_thread(node, self.client, task["NodeID"])
-        self.node = where
         self.note_progress(f"Server placed on node {where.describe() if where else '?'}")
-
-    node: Node | None = None
 
     async def _wait_task(self, service: str, until_done: bool) -> dict:
         """The service's task once it runs (or, ``until_done``, once it ended); fails
