@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
+import shutil
 import statistics
 import time
 import uuid
@@ -20,9 +22,12 @@ import uuid
 from harness import answers, base_image, demo_hub, repo, table, wait_build
 from tests.helpers import dockerfile_repo, stop_server
 from tests.swarm_support import SwarmLab
+from tests.swarm_support import run as command
 from tljh_rees.demo import free_port
+from tljh_rees.swarm.registry import CERTS_D
 
 MEMORY = "384M"
+VOLUMES = f"rees-swarmbench{uuid.uuid4().hex[:4]}-"  # users' volumes (removed at the end)
 
 
 def launch(hub, user: str, server: str, environment: str, profile: str) -> float:
@@ -68,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     base = base_image()
     lab = SwarmLab(workers=2)
+    port = free_port()
     try:
         names = {lab.manager_id: "manager"}
         names.update({w.node_id: w.name for w in lab.workers})
@@ -75,8 +81,8 @@ def main() -> None:
             lab.label(node_id, "rees-swarm-node", name)
         profiles = {name: {"cpu": 1, "memory": MEMORY} for name in [*names.values(), "any"]}
         section = {"profiles": profiles, "default_profile": "any",
-                   "storage": {"volume_name": f"rees-swarmbench{uuid.uuid4().hex[:4]}-{{username}}"},
-                   "swarm": {"enabled": True, "registry_port": free_port(),
+                   "storage": {"volume_name": f"{VOLUMES}{{username}}"},
+                   "swarm": {"enabled": True, "registry_port": port,
                              "placement": {n: [f"rees-swarm-node={n}"]
                                            for n in names.values()}}}
         with demo_hub(section) as hub, repo() as source:
@@ -92,7 +98,7 @@ def main() -> None:
             one = burst(hub, "swarm-bench", "manager", args.concurrent)
             spread = burst(hub, "swarm-bench", "any", args.concurrent)
         m, w = statistics.median(manager), statistics.median(worker)
-        print(f"\nswarm of 3 nodes sharing {__import__('os').cpu_count()} cores; "
+        print(f"\nswarm of 3 nodes sharing {os.cpu_count()} cores; "
               f"{args.runs} interleaved launches each, medians")
         table([
             ("first launch on each worker (pulls the image)",
@@ -107,6 +113,11 @@ def main() -> None:
         ])
     finally:
         lab.close()
+        volumes = command("docker", "volume", "ls", "-q", "--filter", f"name={VOLUMES}").stdout
+        if volumes.split():
+            command("docker", "volume", "rm", "-f", *volumes.split(), check=False)
+        shutil.rmtree(os.path.join(CERTS_D, f"{lab.manager_address}:{port}"),
+                      ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from docker.errors import APIError, NotFound
 from docker.types import (ContainerSpec, Mount, Placement, Resources, RestartPolicy,
                           TaskTemplate)
 from dockerspawner import SwarmSpawner
-from traitlets import Dict, Integer, List, Unicode
+from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import LABEL_PREFIX
 from ..spawner import ReesSpawner, hub_error
@@ -59,25 +59,33 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
                              help="Swarm constraints every server gets.")
 
     # per Hub process: helper image → its registry reference; a lock per user's volume
+    @default("http_timeout")
+    def _http_timeout_default(self):
+        # a node may be starting many servers at once; JupyterHub's 30 s gave up on some
+        # of 20 started together on one 2-core node (benchmarks/bench_swarm.py)
+        return 120
+
     _pushed_helper: ClassVar[dict] = {}
     _home_locks: ClassVar[dict] = {}
+    _logged_in: ClassVar[set] = set()
 
     @property
     def registry(self) -> Registry:
         return Registry(self.registry_address, self.registry_username, self.registry_password)
 
-    _api = None
-
-    @property
-    def client(self):  # one client per spawner logged in to the registry
-        if self._api is None:
-            api = super().client
-            auth = self.registry.auth_config()
-            if auth:
-                api.login(auth["username"], auth["password"], registry=self.registry_address,
-                          reauth=True)
-            self._api = api
-        return self._api
+    async def _log_in(self) -> None:
+        """Once per Hub process: the engine's client keeps the registry's credentials and
+        sends them with every service it creates, for the nodes to pull with."""
+        auth = self.registry.auth_config()
+        if not auth or self.registry_address in self._logged_in:
+            return
+        try:
+            await self.docker("login", auth["username"], auth["password"],
+                              registry=self.registry_address, reauth=True)
+        except APIError as e:
+            raise hub_error(503, f"The registry {self.registry_address} refused or did not "
+                                 f"answer: {e.explanation or e}") from None
+        self._logged_in.add(self.registry_address)
 
     # -- where ---------------------------------------------------------------------------
 
@@ -111,6 +119,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
     async def _ensure_volume(self, name: str, uid: int, gid: int) -> None:
         """Find (or let Swarm choose) the node that holds volume ``name`` and make it
         ``uid:gid``'s there; later servers of this user are pinned to that node."""
+        await self._log_in()
         lock = self._home_locks.setdefault(name, asyncio.Lock())
         async with lock:  # two first launches at once must not make two volumes
             home = await self._home_node(name)
@@ -197,6 +206,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             raise hub_error(409, "This environment was built before multi-node mode; "
                                  "rebuild it so that every node can pull it.")
         self.image = image
+        await self._log_in()
         self.extra_resources_spec = {}
         self.extra_placement_spec = {"constraints": self.constraints(self.home_node)}
         self.extra_endpoint_spec = {"ports": {None: (self.port, "tcp", "host")}}
