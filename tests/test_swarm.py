@@ -9,6 +9,7 @@ project's CA, the Hub is ``tljh-rees demo``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -133,6 +134,16 @@ def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, env
     assert "Server placed on node rees-swarm-w1" in events, events
     wait_ready(swarm_hub, user, "s1", timeout=300)
     assert service_node(lab, user, "s1") == "rees-swarm-w1"  # the one labelled large
+    # the profile's memory is reserved and limited, its CPUs limited; placed by label and
+    # on the node that holds the volume; the image is the registry's, by digest
+    spec = json.loads(run("docker", "service", "inspect", f"rees-swarm-{user}--s1").stdout)[0]
+    task = spec["Spec"]["TaskTemplate"]
+    assert task["Resources"]["Limits"] == {"NanoCPUs": 10**9, "MemoryBytes": 768 * 2**20}
+    assert task["Resources"]["Reservations"] == {"MemoryBytes": 768 * 2**20}
+    assert task["Placement"]["Constraints"] == [f"node.labels.{LARGE.replace('=', '==')}",
+                                                f"node.id=={lab.workers[0].node_id}"]
+    assert task["ContainerSpec"]["Image"] == ref
+    assert task["RestartPolicy"]["Condition"] == "none"
     status = through_proxy(swarm_hub, user, "s1", token, "api/status")
     assert status.status_code == 200, status.text
     # a file in the user's volume, on the node that holds it
@@ -233,12 +244,17 @@ def _registry_password(hub) -> str:
 def test_a_registry_that_is_down_fails_the_build(swarm_hub, environment, base_image):
     pids = [p for p in _pids_with(os.path.join(swarm_hub.state_dir, "rees", "swarm"))]
     assert pids, "the registry is not running"
+    # stopped, not killed: the Hub restarts a managed service that exits
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)  # the last test: the registry stays down
-    repo = swarm_hub.repo
-    repo.commit({"changed.txt": "a new commit\n"})
-    r = swarm_hub.rees("POST", "builds", json={"repo": repo.url, "name": environment[0]})
-    assert r.status_code in (200, 202), r.text
-    build = wait_build(swarm_hub, r.json()["id"], timeout=600)
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        repo = swarm_hub.repo
+        repo.commit({"changed.txt": "a new commit\n"})
+        r = swarm_hub.rees("POST", "builds", json={"repo": repo.url, "name": environment[0]})
+        assert r.status_code in (200, 202), r.text
+        build = wait_build(swarm_hub, r.json()["id"], timeout=600)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
     assert build["status"] == "failed", build
     assert f"the registry {swarm_hub.registry} did not take the image" in build["error"]
