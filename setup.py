@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.9",
-    packages=find_packages(include=["tljh_rees", "tljh_rees.*"]),
+    packages=find_packages(include=["tljh_rees", "tljh_rees.*", "tljh_rees_lab"]),
     include_package_data=True,
     package_data={
         "tljh_rees": [
@@ -18,7 +18,9 @@ setup(
             "static/*",
             "store/migrations/*.py",
             "store/migrations/versions/*.py",
-        ]
+        ],
+        # built by scripts/build-lab-extension.sh before a wheel is made
+        "tljh_rees_lab": ["etc/jupyter_server_config.d/*.json", "share/labextensions/**/*"],
     },
     install_requires=[
         "jupyterhub>=5.2,<7",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 / Ubuntu machine for tljh-rees development and tests:
 # system packages, a Docker engine with the buildx plugin, a running dockerd,
-# the configurable-http-proxy, and a Python virtual environment in .venv.
+# the configurable-http-proxy, a Python virtual environment in .venv, and the
+# JupyterLab extension built from labextension/.
 # Idempotent: every step checks first and is quick when already done.
 #   JUPYTERHUB_SPEC   the JupyterHub series for .venv (default: 5.x, what TLJH installs)
 #   WITH_JUPYTERHUB6  non-empty: also make .venv-jh6 with JupyterHub 6.x
@@ -112,5 +113,7 @@ install_proxy
 install_binder_client
 make_venv .venv "${JUPYTERHUB_SPEC:-jupyterhub>=5.2,<6}"
 if [ -n "${WITH_JUPYTERHUB6:-}" ]; then make_venv .venv-jh6 "jupyterhub>=6,<7"; fi
+# the JupyterLab extension servers get (labextension/ → tljh_rees_lab/share)
+scripts/build-lab-extension.sh
 log "ready: $(docker --version); buildx $(docker buildx version | cut -d' ' -f2);" \
     "$(.venv/bin/python -m jupyterhub --version | sed 's/^/JupyterHub /') in .venv"

@@ -313,3 +313,33 @@ def stop_server(hub: Hub, user: str, server: str, token: str | None = None,
     while server in hub.request("GET", f"/hub/api/users/{user}", token=token).json()["servers"]:
         assert time.monotonic() < deadline, f"{user}/{server} did not stop"
         time.sleep(0.5)
+
+
+def put_file(hub, user, token, path, content, kind="file"):
+    """Write a file (or make a folder) in a user's running server (its contents API)."""
+    model = {"type": kind}
+    if kind == "file":
+        model.update(format="text", content=content)
+    elif kind == "notebook":
+        model.update(format="json", content=json.loads(content))
+    r = hub.request("PUT", f"/user/{user}/api/contents/{path}", token=token, json=model)
+    assert r.status_code in (200, 201), r.text
+
+
+def lab_folder(hub, user, token, folder, base_image):
+    """A folder in a running server's home, as a researcher would make it: a Dockerfile,
+    a notebook, and a .gitignore that leaves out data/ and logs (but one)."""
+    put_file(hub, user, token, folder, None, kind="directory")
+    put_file(hub, user, token, f"{folder}/Dockerfile",
+             f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n")
+    put_file(hub, user, token, f"{folder}/hello.ipynb", notebook_json("From a folder"),
+             kind="notebook")
+    # the contents API writes no hidden files: as the user would, from a terminal
+    result = server_container(hub, user, "").exec_run(
+        ["sh", "-c", f"printf 'data/\\n*.log\\n!keep.log\\n' > {folder}/.gitignore"],
+        user="1000", workdir="/home/jovyan")
+    assert result.exit_code == 0, result.output
+    put_file(hub, user, token, f"{folder}/data", None, kind="directory")
+    put_file(hub, user, token, f"{folder}/data/big.csv", "a,b\n" * 100)
+    put_file(hub, user, token, f"{folder}/run.log", "noise\n")
+    put_file(hub, user, token, f"{folder}/keep.log", "kept\n")

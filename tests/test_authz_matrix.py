@@ -54,6 +54,7 @@ MATRIX = [
     ("GET", "api/health", EVERYONE, {}),
     ("GET", "api/openapi.json", EVERYONE, {}),
     ("GET", "api/versions", SIGNED_IN, {}),
+    ("GET", "api/user", SIGNED_IN, {}),
     ("GET", "api/no/such/path", "404 404 404 404 404 404 404", {}),
     # builds
     ("GET", "api/builds", SIGNED_IN, {}),

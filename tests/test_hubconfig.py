@@ -1,6 +1,7 @@
 """Settings -> JupyterHub configuration (pure logic; the hook tests apply it to a real Hub)."""
 
 import json
+import os
 import sys
 
 from jupyterhub.app import JupyterHub
@@ -145,3 +146,30 @@ def test_export_registry_reaches_the_export_manager():
 
     config = service_config(parse_settings({"export": {"registry": "oras://h:5000/x"}}))
     assert config.ExportManager.push_registry == "oras://h:5000/x"
+
+
+def test_lab_extension_servers_reach_the_service_with_their_own_token():
+    c = Config()
+    configure_hub(c, settings(service={"ip": "127.0.0.1", "port": 7002}))
+    server_role = roles_of(c)["server"]
+    assert server_role["scopes"] == ["users:activity!user", "access:servers!server", ACCESS,
+                                     BUILD_SCOPE]
+    rees = hub_view(c).services[-1]
+    assert rees["environment"]["TLJH_REES_SERVER_ADDRESS"] == "192.0.2.10"
+    assert c.ReesSpawner.rees_address == "http://192.0.2.10:7002"
+    assert os.path.isfile(os.path.join(c.ReesSpawner.lab_extension_path, "folder.py"))
+
+
+def test_lab_extension_off_grants_and_mounts_nothing():
+    c = Config()
+    configure_hub(c, settings(lab_extension={"enabled": False}))
+    assert "server" not in roles_of(c)
+    assert "TLJH_REES_SERVER_ADDRESS" not in hub_view(c).services[-1]["environment"]
+    assert not c.ReesSpawner.get("lab_extension_path")
+
+
+def test_a_service_on_all_addresses_is_reached_at_the_bridge_without_a_second_socket():
+    c = Config()
+    configure_hub(c, settings(service={"ip": "0.0.0.0", "port": 7003}))
+    assert "TLJH_REES_SERVER_ADDRESS" not in hub_view(c).services[-1]["environment"]
+    assert c.ReesSpawner.rees_address == "http://192.0.2.10:7003"

@@ -144,6 +144,9 @@ def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, env
                                                 f"node.id=={lab.workers[0].node_id}"]
     assert task["ContainerSpec"]["Image"] == ref
     assert task["RestartPolicy"]["Condition"] == "none"
+    # only the user's volume: no folder of the Hub's machine (e.g. the JupyterLab extension)
+    assert [(m["Type"], m["Source"]) for m in task["ContainerSpec"]["Mounts"]] == [
+        ("volume", f"rees-swarm{RUN}-{user}")]
     status = through_proxy(swarm_hub, user, "s1", token, "api/status")
     assert status.status_code == 200, status.text
     # a file in the user's volume, on the node that holds it

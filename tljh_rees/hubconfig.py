@@ -31,6 +31,14 @@ ADMINS_ROLE = "rees-admins"
 # servers waiting to be claimed (admin:users holds both).
 SERVICE_SCOPES = ["admin:users", "list:users", "admin:servers", "read:roles:users", "tokens"]
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
+# The JupyterLab extension's folder (both halves), mounted into servers by the spawner.
+# Found without importing it: it imports jupyter_server, which the Hub needs not have.
+LAB_EXTENSION_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "tljh_rees_lab")
+# The service also listens here, for servers (the service's own address is loopback).
+SERVER_ADDRESS_ENV = "TLJH_REES_SERVER_ADDRESS"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SERVER_ROLE_DEFAULTS = ["users:activity!user", "access:servers!server"]  # JupyterHub's
 
 
 def service_config(settings: Settings, config_dir: str = "") -> Config:
@@ -111,16 +119,16 @@ def _append(c_section, name: str, item) -> None:
     _list_setting(c_section, name).append(item)
 
 
-def _grant_user_role_scope(c, scope: str) -> None:
-    """Add ``scope`` to the default 'user' role, keeping what others gave it."""
+def _grant_role_scopes(c, name: str, defaults: list[str], scopes: list[str]) -> None:
+    """Add ``scopes`` to the Hub's default role ``name`` (whose own scopes are
+    ``defaults``), keeping what others gave it."""
     roles = _list_setting(c.JupyterHub, "load_roles")
-    for role in roles:
-        if role.get("name") == "user":
-            scopes = role.setdefault("scopes", ["self"])
-            if scope not in scopes:
-                scopes.append(scope)
-            return
-    _append(c.JupyterHub, "load_roles", {"name": "user", "scopes": ["self", scope]})
+    role = next((r for r in roles if r.get("name") == name), None)
+    if role is None:
+        role = {"name": name, "scopes": list(defaults)}
+        roles.append(role)
+    have = role.setdefault("scopes", list(defaults))
+    have.extend(s for s in scopes if s not in have)
 
 
 def _admin_users(c) -> list[str]:
@@ -129,6 +137,18 @@ def _admin_users(c) -> list[str]:
         if isinstance(value, (set, list, tuple)):
             return sorted(value)
     return []
+
+
+def lab_extension_address(settings: Settings, hub_ip: str) -> str:
+    """``http://ip:port`` where servers reach the service, or "" without the extension.
+    Servers reach the Hub at its bridge address, so a service on loopback listens there
+    too (see :data:`SERVER_ADDRESS_ENV`); one on all addresses is reached there anyway."""
+    if not settings.lab_extension or not hub_ip:
+        return ""
+    ip = settings.service_ip
+    if ip in LOOPBACK or ip in ("0.0.0.0", "::"):
+        ip = hub_ip
+    return f"http://{ip}:{settings.service_port}"
 
 
 class NamedServerLimit:
@@ -158,6 +178,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
     """Apply tljh-rees to the JupyterHub config ``c`` (TLJH's, or the demo's).
     ``config_dir`` holds the admin's ``rees_config.py`` (TLJH's config folder)."""
     env_config = json.dumps(service_config(settings, config_dir))
+    hub_ip = settings.hub_ip or bridge_gateway()
+    # Servers reach the service where they reach the Hub (for the JupyterLab extension)
+    server_address = lab_extension_address(settings, hub_ip)
     _append(c.JupyterHub, "services", {
         "name": SERVICE_NAME,
         "url": f"http://{settings.service_ip}:{settings.service_port}",
@@ -165,6 +188,8 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         # The service's config travels in its environment,
         # which only root and the service can read; never on the command line.
         "environment": {SERVICE_CONFIG_ENV: env_config,
+                        **({SERVER_ADDRESS_ENV: hub_ip}
+                           if server_address and settings.service_ip in LOOPBACK else {}),
                         **{k: os.environ[k] for k in DOCKER_ENV if k in os.environ}},
         "oauth_no_confirm": True,
         # The service's pages act for the user: with their build/admin rights, and
@@ -199,9 +224,14 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         "scopes": [ADMIN_SCOPE, METRICS_SCOPE],
         "users": sorted(set(settings.admins) | set(_admin_users(c))),
     })
-    _grant_user_role_scope(c, f"access:services!service={SERVICE_NAME}")
+    service_access = f"access:services!service={SERVICE_NAME}"
+    _grant_role_scopes(c, "user", ["self"], [service_access])
+    if settings.lab_extension:
+        # The JupyterLab extension calls the service with its server's token. The Hub
+        # gives a token the intersection of its scopes and its owner's, so a server may
+        # build only for an owner who may.
+        _grant_role_scopes(c, "server", SERVER_ROLE_DEFAULTS, [service_access, BUILD_SCOPE])
 
-    hub_ip = settings.hub_ip or bridge_gateway()
     if hub_ip:
         # Containers reach the Hub at the bridge address; listening only there keeps the
         # Hub's own port off the public interfaces.
@@ -236,6 +266,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         for m in settings.data_mounts
     ]
     c.ReesSpawner.image = settings.default_image
+    if server_address:
+        c.ReesSpawner.lab_extension_path = LAB_EXTENSION_PATH
+        c.ReesSpawner.rees_address = server_address
     # TLJH sets a command and limits for its systemd servers; containers bring their own.
     c.ReesSpawner.cmd = ["jupyterhub-singleuser"]
     c.ReesSpawner.mem_limit = None

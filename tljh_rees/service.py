@@ -123,6 +123,9 @@ async def serve() -> None:
     server = ServiceServer(web.Application([(r".*", StartingHandler)]),
                            max_body_size=BODY_MAX)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
+    for_servers = os.environ.get("TLJH_REES_SERVER_ADDRESS")  # hubconfig.SERVER_ADDRESS_ENV
+    if for_servers:  # where users' servers reach it (the JupyterLab extension)
+        server.listen(url.port or 80, for_servers)
     app = await asyncio.to_thread(importlib.import_module, "tljh_rees.app")
     await app.run(server)
 

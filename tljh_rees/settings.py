@@ -215,6 +215,7 @@ class Settings:
     admins: tuple[str, ...] = ()
     services: tuple[ServiceSettings, ...] = ()  # one per known kind, enabled or not
     gc: GcSettings = field(default_factory=GcSettings)
+    lab_extension: bool = True  # "Make this folder an environment" in every server
     swarm: SwarmSettings = field(default_factory=SwarmSettings)  # multi-node (swarm/)
 
     def service(self, name: str) -> ServiceSettings | None:
@@ -399,7 +400,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         {"state_dir", "service", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
-         "admins", "gc", "quotas", "swarm"},
+         "admins", "gc", "quotas", "lab_extension", "swarm"},
         p,
     )
 
@@ -530,6 +531,9 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
     templates = r.section(data, "templates", p)
     r.unknown(templates, {"allowed_images"}, f"{p}.templates")
 
+    lab_extension = r.section(data, "lab_extension", p)
+    r.unknown(lab_extension, {"enabled"}, f"{p}.lab_extension")
+
     quotas_raw = r.section(data, "quotas", p)
     qp = f"{p}.quotas"
     r.unknown(quotas_raw, {"servers_per_user", "queued_builds_per_user",
@@ -568,6 +572,8 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         services=_service_settings(r, r.section(data, "services", p), f"{p}.services",
                                    cpu_count, memory_total),
         gc=_gc_settings(r, r.section(data, "gc", p), f"{p}.gc"),
+        lab_extension=r.get(lab_extension, "enabled", f"{p}.lab_extension", True, _bool,
+                            "true or false"),
         swarm=parse_swarm(r, r.section(data, "swarm", p), f"{p}.swarm",
                           {"bool": _bool, "port": _port, "string": _string}, tuple(profiles)),
     )

@@ -24,7 +24,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.iostream import StreamClosedError
 from traitlets import Dict, Integer, List, Unicode, default
 
-from . import ADMIN_SCOPE, LABEL_PREFIX
+from . import ADMIN_SCOPE, LABEL_PREFIX, SERVICE_NAME
 from .catalog import Catalog, LaunchPlan, Profiles, Viewer
 from .catalog.templates import Machine, TemplateCatalog
 from .engine.images import SERVER_ENVIRONMENT_LABEL
@@ -35,6 +35,7 @@ from .services.runner import ServiceFailed, ServiceRunner
 
 ALLOWED_OPTIONS = {"environment", "profile", "template"}
 READ_LABEL = LABEL_PREFIX + "user-lookup"  # containers created (never started) to read files
+LAB_MOUNT = "/opt/tljh-rees-lab"  # the JupyterLab extension's folder, inside servers
 ACCOUNT_FILE_MAX = 1024**2  # /etc/passwd or /etc/group larger than this is not read
 
 
@@ -86,6 +87,12 @@ class ReesSpawner(DockerSpawner):
              "The home itself holds the repository's files, so it is not replaced.")
     data_mounts = List(Dict(), config=True,
                        help="Host folders shared with every server: source, target, readonly.")
+    lab_extension_path = Unicode(
+        "", config=True,
+        help="The tljh_rees_lab folder (the JupyterLab extension, both halves), mounted "
+             "read-only into users' servers; '' for none (rees.lab_extension.enabled).")
+    rees_address = Unicode(
+        "", config=True, help="http://ip:port where servers reach the rees service.")
 
     @default("remove")
     def _remove_default(self):
@@ -252,6 +259,7 @@ class ReesSpawner(DockerSpawner):
     template_name = ""
     service_specs: list = []  # this start's add-on services
     service_env: dict = {}  # how the server reaches them
+    lab_env: dict = {}  # where the JupyterLab extension is, and the service
 
     def get_args(self):
         """Binder clients on other pages drive the kernels of servers made from links."""
@@ -268,6 +276,7 @@ class ReesSpawner(DockerSpawner):
         if self.binder_server:
             env["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] = "1"
         env.update(self.service_env)  # how to reach this server's add-on services
+        env.update(self.lab_env)  # the JupyterLab extension, found where it is mounted
         return env
 
     async def _inspect(self, image: str) -> dict:
@@ -360,6 +369,11 @@ class ReesSpawner(DockerSpawner):
             if readonly or not self.temporary:
                 volumes[mount["source"]] = {"bind": mount["target"],
                                             "mode": "ro" if readonly else "rw"}
+        self.lab_env = {}
+        if self.lab_extension_path and not self.temporary:  # visitors cannot build
+            volumes[self.lab_extension_path] = {"bind": f"{LAB_MOUNT}/tljh_rees_lab",
+                                                "mode": "ro"}
+            self.lab_env = lab_extension_env(env, self.rees_address)
         self.volumes = volumes
         labels = {SERVER_ENVIRONMENT_LABEL: self.environment_name,
                   LABEL_PREFIX + "user": self.user.name,
@@ -489,6 +503,19 @@ class ReesSpawner(DockerSpawner):
             except (OSError, HTTPClientError, StreamClosedError):
                 pass  # not listening yet
             await asyncio.sleep(0.05)
+
+
+def lab_extension_env(image_env: dict, rees_address: str) -> dict:
+    """The variables that make the mounted extension found by the image's own Python and
+    Jupyter, ahead of (not instead of) the image's own paths."""
+    package = f"{LAB_MOUNT}/tljh_rees_lab"
+    paths = {"PYTHONPATH": LAB_MOUNT, "JUPYTER_PATH": f"{package}/share",
+             "JUPYTER_CONFIG_PATH": f"{package}/etc"}
+    env = {name: ":".join(filter(None, (value, image_env.get(name))))
+           for name, value in paths.items()}
+    env["TLJH_REES_ADDRESS"] = rees_address
+    env["TLJH_REES_SERVICE_NAME"] = SERVICE_NAME
+    return env
 
 
 def read_image_files(api, image: str, paths) -> dict[str, str]:

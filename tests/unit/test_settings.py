@@ -384,3 +384,12 @@ def test_services_reach_the_service_and_the_spawner_as_plain_dicts():
     configure_hub(c, s, python="python3")
     assert c.ReesSpawner.services == offer
     assert ServiceCatalog.from_config(offer).offered() == {"redis": ("7",)}
+
+
+def test_lab_extension_is_on_unless_turned_off():
+    assert parse_settings({}).lab_extension is True
+    assert parse_settings({"lab_extension": {"enabled": False}}).lab_extension is False
+    found = problems({"lab_extension": {"enabled": "maybe", "colour": 1}})
+    assert found[0].startswith("rees.lab_extension.colour: unknown setting (known here: "
+                               "enabled)")
+    assert found[1] == "rees.lab_extension.enabled: expected true or false, got 'maybe'"

@@ -184,6 +184,30 @@ class Composer(LoggingConfigurable):
 
     # --- preview ----------------------------------------------------------------------
 
+    async def preview_import(self, imported: Imported) -> dict:
+        """What an import would be: its REES files, their problems and repo2docker's
+        view of them, without saving anything."""
+        paths = [p for p in imported.files if may_be_section(p)]
+
+        def write(directory: str) -> None:
+            for path, content in imported.files.items():
+                full = os.path.join(directory, path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "wb") as f:
+                    f.write(content)
+
+        def problems() -> list[dict]:
+            sections, _ = sections_from_files({p: imported.files[p] for p in paths},
+                                              imported.files)
+            return [p.to_dict() for p in validate(sections, set(imported.files),
+                                                  self.services)]
+
+        result = await self.previewer.preview_files(write)
+        result["problems"] = await asyncio.to_thread(problems)
+        result["rees_files"] = sorted(paths)
+        result["files"] = len(imported.files)
+        return result
+
     async def preview(self, sections=None, spec: str | None = None,
                       version: str | None = None) -> dict:
         """repo2docker's view of a saved version, or of ``sections`` laid over it.

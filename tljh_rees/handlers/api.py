@@ -7,7 +7,7 @@ import platform
 
 from tornado import web
 
-from .. import __version__
+from .. import BUILD_SCOPE, __version__
 from .base import APIHandler
 
 ENGINE_PING_SECONDS = 5
@@ -39,8 +39,32 @@ class VersionsHandler(APIHandler):
                          "python": platform.python_version()})
 
 
+class UserHandler(APIHandler):
+    """The caller as the service sees them: what a client (the JupyterLab extension) needs
+    to offer building, or to say why not."""
+
+    @web.authenticated
+    def get(self):
+        viewer = self.viewer
+        profiles = self.catalog.profiles
+        limits = self.settings["composer"].limits()
+        self.write_json({
+            "name": viewer.name, "admin": viewer.admin, "can_build": viewer.can_build,
+            "build_reason": None if viewer.can_build else (
+                f"Building environments needs the build permission ({BUILD_SCOPE}); ask a "
+                "Hub admin."),
+            "profiles": [{"name": p["name"], "description": p.get("description", "")}
+                         for p in profiles.all],
+            "default_profile": profiles.default,
+            "import_limits": {"max_files": limits.max_files,
+                              "max_file_bytes": limits.max_file_bytes,
+                              "max_total_bytes": limits.max_total_bytes},
+        })
+
+
 def routes() -> list:
     return [
         ("api/health", HealthHandler),
         ("api/versions", VersionsHandler),
+        ("api/user", UserHandler),
     ]

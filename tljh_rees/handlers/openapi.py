@@ -161,6 +161,26 @@ SCHEMAS = {
                    "docker": {"enum": ["ok", "unreachable"]}}, required=("status", "docker")),
     "Versions": obj({k: STRING for k in ("tljh-rees", "jupyterhub", "repo2docker", "python")},
                     required=("tljh-rees", "jupyterhub", "repo2docker", "python")),
+    "User": obj({
+        "name": STRING, "admin": BOOL, "can_build": BOOL, "build_reason": nullable(STRING),
+        "profiles": {"type": "array", "items": obj({"name": STRING, "description": STRING},
+                                                   required=("name", "description"))},
+        "default_profile": STRING,
+        "import_limits": obj({k: INT for k in ("max_files", "max_file_bytes",
+                                               "max_total_bytes")},
+                             required=("max_files", "max_file_bytes", "max_total_bytes")),
+    }, required=("name", "admin", "can_build", "build_reason", "profiles", "default_profile",
+                 "import_limits")),
+    "ImportCheck": obj({
+        "buildpack": nullable(STRING), "buildpack_label": nullable(STRING),
+        "dockerfile": nullable(STRING), "messages": {"type": "array", "items": STRING},
+        "error": nullable(STRING), "stage": nullable({"enum": ["detect", "render"]}),
+        "problems": {"type": "array", "items": ref("Problem")},
+        "rees_files": {"type": "array", "items": STRING}, "files": INT,
+        "name": nullable(STRING), "replaces": BOOL,
+    }, required=("buildpack", "dockerfile", "error", "problems", "rees_files", "files",
+                 "name", "replaces"),
+        description="What an import would save: its REES files and repo2docker's view."),
     "Build": obj({
         "id": STRING, "environment": STRING, "repo": STRING, "ref": STRING,
         "commit": nullable(STRING), "image": nullable(STRING),
@@ -439,6 +459,9 @@ API = {
                               "service", security=[])},
     "/api/versions": {"get": op("Versions of the service and its parts.",
                                 {**ok("Versions"), **errors(403)}, "service")},
+    "/api/user": {"get": op("The caller: whether they may build (and if not, why), the "
+                            "profiles they may choose and the limits of an import.",
+                            {**ok("User"), **errors(403)}, "service")},
     "/api/builds": {
         "get": op("Builds of the environments the caller may see, newest first.",
                   {**ok("BuildList"), **errors(400, 403)}, "builds", parameters=[
@@ -562,12 +585,16 @@ API = {
     "/api/specs/import": {
         "post": op("A new spec (or a new version of the caller's) from a zip, or a folder "
                    "sent as multipart parts `file` with `path` fields.", {
-                       **ok("Spec", "A new version of an existing spec."),
+                       **ok({"oneOf": [ref("Spec"), ref("ImportCheck")]},
+                            "A new version of an existing spec, or (dry_run) the check."),
                        **ok("Spec", "Created.", 201),
                        **errors(400, 403, 404, 409, 413, 415, schema="SpecError")},
                    "specs", parameters=[
                        query("name", STRING, "The spec's name; default from the files."),
-                       query("display_name", STRING), query("description", STRING)],
+                       query("display_name", STRING), query("description", STRING),
+                       query("dry_run", {"enum": ["1", "true"]},
+                             "Check and preview the files; save nothing (answers "
+                             "`ImportCheck`).")],
                    requestBody={"required": True, "content": {
                        "application/zip": {"schema": {"type": "string",
                                                       "format": "binary"}},

@@ -138,7 +138,8 @@ class PreviewHandler(SpecsAPIHandler):
 
 
 class ImportHandler(SpecsAPIHandler):
-    """A zip (the request body) or a folder (multipart: ``file`` parts, ``path`` fields)."""
+    """A zip (the request body) or a folder (multipart: ``file`` parts, ``path`` fields).
+    ``?dry_run=1`` checks and previews the files and saves nothing."""
 
     @web.authenticated
     async def post(self):
@@ -168,6 +169,10 @@ class ImportHandler(SpecsAPIHandler):
             if not self.may_manage(info.owner):
                 raise InputError("name", f"the spec {name!r} belongs to {info.owner}; import "
                                          "under another name", status=403)
+        if self.get_argument("dry_run", "") in ("1", "true"):
+            result = await self.composer.preview_import(imported)
+            self.write_json({**result, "name": name or None, "replaces": exists})
+            return
         spec = await self.call_in_thread(self.composer.import_files, name, self.user_name,
                                          imported, exists, **meta)
         self.write_json(self.spec_links(spec), status=200 if exists else 201)

@@ -65,3 +65,6 @@ def configure_swarm(c: Config, settings: Settings) -> None:
     c.ReesSwarmSpawner.placement = {k: list(v) for k, v in settings.swarm.placement.items()}
     c.ReesSwarmSpawner.helper_image = BaseImageRecipe(
         mirror=settings.base_image_mirror).rootfs_tag()
+    # The JupyterLab extension is a folder of the Hub's machine mounted into servers, and
+    # reaches the service at the Docker bridge: neither exists on other nodes (yet).
+    c.ReesSwarmSpawner.lab_extension_path = ""

@@ -196,10 +196,13 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
                                    no_copy=True))
         return found
 
-    async def _start_container(self) -> tuple[str, int]:
-        if self.service_specs:
+    async def _choose(self) -> None:
+        await super()._choose()
+        if self.service_specs:  # refused before anything starts
             raise hub_error(409, "Add-on services (databases) are not available in "
                                  "multi-node mode yet; choose an environment without them.")
+
+    async def _start_container(self) -> tuple[str, int]:
         image = (self.launch_plan.registry_ref if self.launch_plan else "") or self.image
         if self.launch_plan and self.launch_plan.environment and not \
                 self.launch_plan.registry_ref:
