@@ -129,9 +129,9 @@ def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, env
     user = f"ann{RUN}"
     r, token = start(swarm_hub, user, "s1", name, "large")
     assert r.status_code in (201, 202), r.text
-    # the progress the Hub shows while it starts names the node
+    # the progress the Hub shows names the node (the ready event; also a step before it)
     events = progress(swarm_hub, user, "s1", token)
-    assert "Server placed on node rees-swarm-w1" in events, events
+    assert "(on node rees-swarm-w1 (" in events, events
     wait_ready(swarm_hub, user, "s1", timeout=300)
     assert service_node(lab, user, "s1") == "rees-swarm-w1"  # the one labelled large
     # the profile's memory is reserved and limited, its CPUs limited; placed by label and

@@ -25,6 +25,7 @@ ReesSpawner); only where differs:
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from typing import ClassVar
 
@@ -223,7 +224,14 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             raise hub_error(500, "The server did not start: "
                                  f"{task['Status'].get('Err') or task['Status']['State']}")
         where = await asyncio.to_thread(node, self.client, task["NodeID"])
-        self.note_progress(f"Server placed on node {where.describe() if where else '?'}")
+        self.placed_on = where.describe() if where else task["NodeID"][:12]
+        self.note_progress(f"Server placed on node {self.placed_on}")
+
+    placed_on = ""  # the node this start's server runs on, as people read it
+
+    @default("progress_ready_hook")
+    def _ready_hook_default(self):
+        return say_where  # the ready event names the node too (always sent, unlike notes)
 
     async def _wait_task(self, service: str, until_done: bool) -> dict:
         """The service's task once it runs (or, ``until_done``, once it ended); fails
@@ -280,3 +288,12 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             if getattr(e, "status_code", None) != 404:
                 raise
 
+
+def say_where(spawner, event: dict) -> dict:
+    """The Hub's "Server ready" event, with the node the server runs on."""
+    where = getattr(spawner, "placed_on", "")
+    if where:
+        event["message"] = f"{event.get('message', '')} (on node {where})"
+        if event.get("html_message"):
+            event["html_message"] += f" (on node {html.escape(where)})"
+    return event
