@@ -43,6 +43,8 @@ setup(
         "requests>=2.28,<3",  # tljh-rees client
         "prometheus_client>=0.17,<1",  # GET metrics
         "batchspawner>=1.3,<2",  # the Slurm launch target (tljh_rees/hpc/)
+        "cryptography>=41",  # rees.swarm: the registry's local CA
+        "bcrypt>=4,<6",  # rees.swarm: the registry's htpasswd
     ],
     entry_points={
         "tljh": ["rees = tljh_rees.plugin"],

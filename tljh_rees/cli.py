@@ -226,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .client import add_client_parser
     from .export.command import add_build_parser
+    from .swarm.command import add_swarm_parser
 
     add_build_parser(sub)
     add_client_parser(sub)
+    add_swarm_parser(sub)
     return parser
 
 

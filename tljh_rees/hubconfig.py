@@ -77,6 +77,9 @@ def service_config(settings: Settings, config_dir: str = "") -> Config:
     c.Repo2DockerBuilder.base_image = settings.builds.base_image
     c.Repo2DockerBuilder.build_args = dict(settings.builds.build_args)
     gc_config(c, settings)
+    if settings.swarm.enabled:  # multi-node mode: builds go to a registry
+        from .swarm.hub import service_swarm_config
+        service_swarm_config(c, settings)
     return c
 
 
@@ -278,6 +281,9 @@ def configure_hub(c: Config, settings: Settings, python: str = sys.executable,
         c.HpcReesSpawner.hpc = settings.hpc.to_dict()
         # an image's first export and its time in the queue come before the server starts
         c.HpcReesSpawner.start_timeout = settings.hpc.queue_timeout + 900
+    if settings.swarm.enabled:  # multi-node mode: servers as Swarm services
+        from .swarm.hub import configure_swarm
+        configure_swarm(c, settings)
 
 
 def read_service_config() -> Config:

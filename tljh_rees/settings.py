@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .hpc.settings import HpcSettings, read_hpc
+from .swarm.config import SwarmSettings, parse_swarm
 
 DEFAULT_STATE_DIR = "/opt/tljh/state/rees"
 
@@ -217,6 +218,7 @@ class Settings:
     services: tuple[ServiceSettings, ...] = ()  # one per known kind, enabled or not
     gc: GcSettings = field(default_factory=GcSettings)
     lab_extension: bool = True  # "Make this folder an environment" in every server
+    swarm: SwarmSettings = field(default_factory=SwarmSettings)  # multi-node (swarm/)
 
     def service(self, name: str) -> ServiceSettings | None:
         return next((s for s in self.services if s.name == name), None)
@@ -400,7 +402,7 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         {"state_dir", "service", "hpc", "hub_ip", "default_image", "base_image_mirror", "builds", "profiles",
          "default_profile", "storage", "data_mounts", "gallery", "binder", "export",
          "anonymous", "templates", "builders", "services",
-         "admins", "gc", "quotas", "lab_extension"},
+         "admins", "gc", "quotas", "lab_extension", "swarm"},
         p,
     )
 
@@ -575,7 +577,12 @@ def parse_settings(raw: Any, cpu_count: int | None = None,
         gc=_gc_settings(r, r.section(data, "gc", p), f"{p}.gc"),
         lab_extension=r.get(lab_extension, "enabled", f"{p}.lab_extension", True, _bool,
                             "true or false"),
+        swarm=parse_swarm(r, r.section(data, "swarm", p), f"{p}.swarm",
+                          {"bool": _bool, "port": _port, "string": _string}, tuple(profiles)),
     )
+    if settings.hpc.enabled and settings.swarm.enabled:
+        r.problems.append(f"{p}.hpc.enabled: the Slurm target and multi-node mode "
+                          f"({p}.swarm.enabled) cannot both be on yet; turn one off")
     if r.problems:
         raise SettingsError(r.problems)
     return settings

@@ -247,11 +247,13 @@ class ReesSpawner(DockerSpawner):
         except ReesError as e:
             raise hub_error(e.status, e.message) from None
         self.image, self.environment_name = plan.image, plan.environment
+        self.launch_plan = plan  # the whole answer (multi-node mode reads its registry_ref)
         self.template_name = options.get("template") or ""
         self.service_specs = list(plan.services)  # a template's or an environment's
         self.mem_limit = (plan.profile or {}).get("memory")
         self.cpu_limit = (plan.profile or {}).get("cpu")
 
+    launch_plan: LaunchPlan | None = None  # this start's, from the catalog
     binder_server = False  # of an environment made from a Binder link, or anonymous
     temporary = False  # a temporary user's (an anonymous visitor's) server
     template_name = ""

@@ -136,3 +136,9 @@ def test_applications_cluster_object_becomes_user_options():
     with pytest.raises(InputError, match="rees.hpc.enabled is false") as info:
         cluster_options({}, HpcSettings())
     assert info.value.field == "cluster"
+
+
+def test_the_slurm_target_and_multi_node_mode_do_not_combine_yet():
+    with pytest.raises(SettingsError, match=r"rees.hpc.enabled: .*cannot both be on"):
+        parse_settings({"hpc": ON, "swarm": {"enabled": True,
+                                             "advertise_address": "10.0.0.5"}})

@@ -19,6 +19,8 @@ class BuildFailed(RuntimeError):
 
 
 class Builder(LoggingConfigurable):
+    publishes = False  # whether ``publish`` puts images anywhere (a registry)
+
     async def build(self, source_dir: str, image: str, labels: dict[str, str],
                     on_line: Callable[[str], None],
                     on_process: Callable[[asyncio.subprocess.Process], None] = lambda p: None,
@@ -33,3 +35,9 @@ class Builder(LoggingConfigurable):
         :class:`BuildFailed`.
         """
         raise NotImplementedError
+
+    async def publish(self, image: str, on_line: Callable[[str], None]) -> str:
+        """Make the built ``image`` available beyond this engine; returns its reference
+        there ('' for a builder whose images stay local, as here). Raise
+        :class:`BuildFailed` if it cannot (multi-node mode: tljh_rees/swarm/builder.py)."""
+        return ""

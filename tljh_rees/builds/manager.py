@@ -227,7 +227,8 @@ class BuildManager(LoggingConfigurable):
                           owner=request.requester.name, profile=env.profile, status="queued",
                           private=request.source.private, spec_version=request.spec_version)
             cached = self.catalog.cached_image(db, request.repo, commit) if commit else None
-            if cached is not None and cached.id == env.id:
+            if cached is not None and cached.id == env.id and (
+                    env.registry_ref or not self.builder.publishes):
                 now = utcnow()
                 build.status, build.cache_hit, build.started, build.finished = \
                     "built", True, now, now
@@ -280,8 +281,15 @@ class BuildManager(LoggingConfigurable):
         if info is None:
             return False
         await asyncio.to_thread(self.images.tag, image_id, tag)
+        try:
+            ref = await self.builder.publish(tag, events.line)
+        except BuildFailed as e:
+            self._record_outcome(build_id, "failed", str(e), None)
+            events.phase("failed", str(e))
+            self._tell_finished("failed", None)
+            return True
         built = Built(commit, tag, info.id, info.size, reused=True,
-                      services=self._declared_with(image_id))
+                      services=self._declared_with(image_id), registry_ref=ref)
         env = self._record_outcome(build_id, "built", "", built, cache_hit=True)
         events.phase("built", f"{tag} is already built from commit {commit[:12]}")
         self._tell_finished("built", None)
@@ -437,6 +445,7 @@ class BuildManager(LoggingConfigurable):
                     build.services = json.dumps(built.services)
                 if status == "built" and env is not None:
                     self.catalog.set_image(db, env, build, built.size)
+                    env.registry_ref = built.registry_ref or None
             return env
 
     async def _after_built(self, build_id: str, env: Environment | None, built: Built) -> None:

@@ -23,6 +23,7 @@ class Built:
     size: int
     reused: bool  # no build ran: an image of this version existed
     services: list | None = None  # declared in .rees/services.json (checked), or None
+    registry_ref: str = ""  # where the builder published it (multi-node), by digest
 
 
 async def fetch_and_build(source: Source, ref: str, workdir: str, builder: Builder,
@@ -52,11 +53,13 @@ async def fetch_and_build(source: Source, ref: str, workdir: str, builder: Build
                 await asyncio.to_thread(images.tag, info.id, image)
             on_line(f"{image} is already built from this commit\n")
             return Built(commit, image, info.id, info.size, reused=True,
-                         services=declared_services)
+                         services=declared_services,
+                         registry_ref=await builder.publish(image, on_line))
     packages = client_packages(declared_services, services) if services else []
     extra = {"client_packages": packages} if packages else {}  # builders may not know it
     await builder.build(checkout, image, labels_for(commit), on_line, on_process, **extra)
     info = await asyncio.to_thread(images.inspect, image)
     if info is None:
         raise BuildFailed(f"the builder finished but there is no image {image}")
-    return Built(commit, image, info.id, info.size, reused=False, services=declared_services)
+    return Built(commit, image, info.id, info.size, reused=False, services=declared_services,
+                 registry_ref=await builder.publish(image, on_line))

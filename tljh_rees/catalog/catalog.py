@@ -49,6 +49,7 @@ class LaunchPlan:
     profile: dict | None
     site: bool = False  # made from a Binder link (owned by nobody)
     services: tuple = ()  # [{"name", "version", "params"}], checked when they were set
+    registry_ref: str = ""  # multi-node mode: the image in the registry, by digest
 
 
 def status_of(env: Environment, last_build: Build | None) -> str:
@@ -240,7 +241,8 @@ class Catalog:
                            "site no longer offers; its owner can change the environment's "
                            "services", field="environment")
         return LaunchPlan(env.name, env.image_id, self.profiles.resolve(profile, env.profile),
-                          site=env.owner == "", services=tuple(services))
+                          site=env.owner == "", services=tuple(services),
+                          registry_ref=env.registry_ref or "")
 
     # -- writing --------------------------------------------------------------------------
 

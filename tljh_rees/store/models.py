@@ -57,6 +57,8 @@ class Environment(Base):
     image_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     image_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     image_present: Mapped[bool] = mapped_column(Boolean, default=False)  # engine has it
+    # Multi-node mode: the same image in the registry every node pulls from, by digest.
+    registry_ref: Mapped[str | None] = mapped_column(String(512), nullable=True)
     commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     built: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

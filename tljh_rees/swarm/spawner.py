@@ -1,0 +1,299 @@
+"""ReesSwarmSpawner: ReesSpawner's choices, run as a Swarm service on any fitting node.
+
+What runs is decided exactly as on one machine (``Catalog.launch_plan``, read by
+ReesSpawner); only where differs:
+
+- the image is the environment's reference in the registry, by digest, so every node
+  runs the very image the catalog recorded;
+- the profile's memory is the service's reservation and limit (memory is what does not
+  fit one machine) and its CPUs the limit; ``rees.swarm.placement`` pins a profile to
+  nodes with given labels;
+- **reaching the server**: the Hub and the proxy run on the manager's host, which cannot
+  join an overlay network, so the server's port is published in *host mode* on the node it
+  runs on and the Hub connects to ``node address:published port``. The routing mesh is
+  not used: it would add a hop through every node's ingress and hide which node serves;
+- **storage**: a user's volume is a local volume on one node, their *home node*, which
+  the swarm itself remembers (a swarm config ``<volume>-node`` holding the node id). The
+  first launch lets Swarm choose (a short preparation task with the server's constraints
+  and reservation, which also gives the new volume to the server's user); every later
+  server of that user is pinned to the home node. If that node is down, the launch fails
+  saying so: the files are there, and a server elsewhere would show an empty folder.
+- a server whose node goes down is reported stopped (the task is not moved elsewhere:
+  restart condition ``none``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from typing import ClassVar
+
+from docker.errors import APIError, NotFound
+from docker.types import (ContainerSpec, Mount, Placement, Resources, RestartPolicy,
+                          TaskTemplate)
+from dockerspawner import SwarmSpawner
+from traitlets import Dict, Integer, List, Unicode, default
+
+from .. import LABEL_PREFIX
+from ..spawner import ReesSpawner, hub_error
+from .nodes import node
+from .registry import Registry, RegistryUnavailable, push
+
+HOME_LABEL = LABEL_PREFIX + "home-node-of"
+UNSCHEDULABLE = "no suitable node"
+FINISHED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+
+
+class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
+    registry_address = Unicode("", config=True, help="host:port of the registry.")
+    registry_username = Unicode("", config=True)
+    registry_password = Unicode("", config=True, help="Never logged.")
+    helper_image = Unicode(
+        "", config=True,
+        help="A local image of the project's own (the base root filesystem) that prepares "
+             "a new volume on its node (as root: chown to the server's user).")
+    placement = Dict(config=True, help="Profile name → node labels (key=value) required.")
+    unschedulable_grace = Integer(
+        5, config=True, help="Seconds a task may wait for a fitting node before failing.")
+    extra_constraints = List(Unicode(), config=True,
+                             help="Swarm constraints every server gets.")
+
+    # per Hub process: helper image → its registry reference; a lock per user's volume
+    @default("http_timeout")
+    def _http_timeout_default(self):
+        # a node may be starting many servers at once; JupyterHub's 30 s gave up on some
+        # of 20 started together on one 2-core node (benchmarks/bench_swarm.py)
+        return 120
+
+    _pushed_helper: ClassVar[dict] = {}
+    _home_locks: ClassVar[dict] = {}
+    _logged_in: ClassVar[set] = set()
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.registry_address, self.registry_username, self.registry_password)
+
+    async def _log_in(self) -> None:
+        """Once per Hub process: the engine's client keeps the registry's credentials and
+        sends them with every service it creates, for the nodes to pull with."""
+        auth = self.registry.auth_config()
+        if not auth or self.registry_address in self._logged_in:
+            return
+        try:
+            await self.docker("login", auth["username"], auth["password"],
+                              registry=self.registry_address, reauth=True)
+        except APIError as e:
+            raise hub_error(503, f"The registry {self.registry_address} refused or did not "
+                                 f"answer: {e.explanation or e}") from None
+        self._logged_in.add(self.registry_address)
+
+    # -- where ---------------------------------------------------------------------------
+
+    def constraints(self, pin: str = "") -> list[str]:
+        profile = (self.launch_plan.profile or {}).get("name") if self.launch_plan else None
+        labels = self.placement.get(profile or "", ())
+        found = [f"node.labels.{k}=={v}" for k, v in (x.split("=", 1) for x in labels)]
+        return [*self.extra_constraints, *found, *([f"node.id=={pin}"] if pin else [])]
+
+    def resources(self) -> Resources:
+        memory = int(self.mem_limit) if self.mem_limit else None
+        return Resources(mem_limit=memory, mem_reservation=memory,
+                         cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None)
+
+    def _home_config(self, volume: str) -> str:
+        return f"{volume}-node"
+
+    async def _home_node(self, volume: str) -> str:
+        configs = await self.docker("configs", filters={"name": self._home_config(volume)})
+        for config in configs:
+            if config["Spec"]["Name"] == self._home_config(volume):
+                return (config["Spec"].get("Labels") or {}).get(LABEL_PREFIX + "node", "")
+        return ""
+
+    async def _remember_home(self, volume: str, node_id: str) -> None:
+        await self.docker("create_config", self._home_config(volume), node_id.encode(),
+                          labels={HOME_LABEL: self.user.name, LABEL_PREFIX + "node": node_id})
+
+    # -- storage: the user's volume on their home node -----------------------------------
+
+    async def _ensure_volume(self, name: str, uid: int, gid: int) -> None:
+        """Find (or let Swarm choose) the node that holds volume ``name`` and make it
+        ``uid:gid``'s there; later servers of this user are pinned to that node."""
+        await self._log_in()
+        lock = self._home_locks.setdefault(name, asyncio.Lock())
+        async with lock:  # two first launches at once must not make two volumes
+            home = await self._home_node(name)
+            if home:
+                where = await asyncio.to_thread(node, self.client, home)
+                if where is None or not where.usable:
+                    raise hub_error(503, f"Your files are on node "
+                                         f"{where.describe() if where else home[:12]}, which "
+                                         f"is {where.state if where else 'gone'}; a server "
+                                         "elsewhere would not have them. Try again when it "
+                                         "is back, or ask an admin.")
+            node_id = await self._prepare(name, uid, gid, home)
+            if not home:
+                await self._remember_home(name, node_id)
+            self.home_node = node_id
+
+    home_node = ""
+
+    async def _helper(self) -> str:
+        if not self.helper_image:
+            raise hub_error(500, "Multi-node mode has no helper image configured.")
+        ref = self._pushed_helper.get(self.helper_image)
+        if ref is None:
+            try:
+                ref = await asyncio.to_thread(push, self.client, self.helper_image,
+                                              self.registry, lambda line: None)
+            except RegistryUnavailable as e:
+                raise hub_error(503, str(e)) from None
+            self._pushed_helper[self.helper_image] = ref
+        return ref
+
+    async def _prepare(self, volume: str, uid: int, gid: int, home: str) -> str:
+        """Run the helper once, as root, with only the volume: give it to ``uid:gid``.
+        Returns the node it ran on."""
+        name = f"{self.object_name}-prepare"[:63]
+        await self._remove_service(name)
+        spec = TaskTemplate(
+            ContainerSpec(await self._helper(), ["chown", f"{uid}:{gid}", "/volume"],
+                          user="0:0",
+                          mounts=[Mount("/volume", volume, type="volume", no_copy=True,
+                                        labels={LABEL_PREFIX + "user": self.user.name})]),
+            resources=self.resources(), placement=Placement(constraints=self.constraints(home)),
+            restart_policy=RestartPolicy(condition="none"))
+        await self.docker("create_service", spec, name=name,
+                          labels={LABEL_PREFIX + "user": self.user.name})
+        try:
+            task = await self._wait_task(name, until_done=True)
+        finally:
+            await self._remove_service(name)
+        if task["Status"]["State"] != "complete":
+            raise hub_error(500, f"Could not prepare your volume: "
+                                 f"{task['Status'].get('Err') or task['Status']['State']}")
+        return task["NodeID"]
+
+    async def _remove_service(self, name: str) -> None:
+        try:
+            await self.docker("remove_service", name)
+        except NotFound:
+            pass
+
+    # -- the server -----------------------------------------------------------------------
+
+    @property
+    def mounts(self):
+        """Named volumes as volumes (never filled from the image), host folders as binds
+        (an admin's data mounts must exist on every node)."""
+        found = []
+        for source, spec in self.volume_binds.items():
+            read_only = spec["mode"].startswith("ro")
+            if source.startswith("/"):
+                found.append(Mount(spec["bind"], source, type="bind", read_only=read_only))
+            else:
+                found.append(Mount(spec["bind"], source, type="volume", read_only=read_only,
+                                   no_copy=True))
+        return found
+
+    async def _choose(self) -> None:
+        await super()._choose()
+        if self.service_specs:  # refused before anything starts
+            raise hub_error(409, "Add-on services (databases) are not available in "
+                                 "multi-node mode yet; choose an environment without them.")
+
+    async def _start_container(self) -> tuple[str, int]:
+        image = (self.launch_plan.registry_ref if self.launch_plan else "") or self.image
+        if self.launch_plan and self.launch_plan.environment and not \
+                self.launch_plan.registry_ref:
+            raise hub_error(409, "This environment was built before multi-node mode; "
+                                 "rebuild it so that every node can pull it.")
+        self.image = image
+        await self._log_in()
+        self.extra_resources_spec = {}
+        self.extra_placement_spec = {"constraints": self.constraints(self.home_node)}
+        self.extra_endpoint_spec = {"ports": {None: (self.port, "tcp", "host")}}
+        self.extra_task_spec = {"restart_policy": RestartPolicy(condition="none"),
+                                "resources": self.resources()}
+        return await super()._start_container()
+
+    async def start_object(self):
+        task = await self._wait_task(self.service_name, until_done=False)
+        if task["Status"]["State"] != "running":
+            raise hub_error(500, "The server did not start: "
+                                 f"{task['Status'].get('Err') or task['Status']['State']}")
+        where = await asyncio.to_thread(node, self.client, task["NodeID"])
+        self.placed_on = where.describe() if where else task["NodeID"][:12]
+        self.note_progress(f"Server placed on node {self.placed_on}")
+
+    placed_on = ""  # the node this start's server runs on, as people read it
+
+    @default("progress_ready_hook")
+    def _ready_hook_default(self):
+        return say_where  # the ready event names the node too (always sent, unlike notes)
+
+    async def _wait_task(self, service: str, until_done: bool) -> dict:
+        """The service's task once it runs (or, ``until_done``, once it ended); fails
+        soon when no node fits, with Swarm's reason."""
+        unschedulable_since = None
+        pause = 0.2
+        while True:
+            tasks = await self.docker("tasks", filters={"service": service})
+            task = max(tasks, key=lambda t: t["CreatedAt"]) if tasks else None
+            if task is not None:
+                status = task["Status"]
+                state = status["State"]
+                if state in FINISHED or (state == "running" and not until_done):
+                    return task
+                if state == "pending" and UNSCHEDULABLE in (status.get("Err") or ""):
+                    unschedulable_since = unschedulable_since or time.monotonic()
+                    if time.monotonic() - unschedulable_since > self.unschedulable_grace:
+                        await self._remove_service(service)
+                        raise hub_error(503, f"No node can take this server now: "
+                                             f"{status['Err']}")
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 2)
+
+    async def get_ip_and_port(self):
+        """The node's address and the port published there (host mode)."""
+        task = await self.get_task()
+        ports = ((task or {}).get("Status", {}).get("PortStatus") or {}).get("Ports") or []
+        where = await asyncio.to_thread(node, self.client, task["NodeID"]) if task else None
+        for port in ports:
+            if port.get("TargetPort") == self.port and where is not None:
+                return where.address, port["PublishedPort"]
+        raise hub_error(500, f"The server's port is not published on its node: {ports}")
+
+    async def poll(self):
+        """Stopped when the task ended or its node is down (its server is unreachable
+        and will not come back by itself)."""
+        task = await self.get_task()
+        if not task:
+            return 0
+        state = task["Status"]["State"]
+        if state not in {"running", "starting", "pending", "preparing", "assigned",
+                         "accepted", "ready", "new"}:
+            return f"task {state}: {task['Status'].get('Err') or ''}".strip()
+        where = await asyncio.to_thread(node, self.client, task["NodeID"]) \
+            if task.get("NodeID") else None
+        if task.get("NodeID") and (where is None or where.state != "ready"):
+            return f"its node {where.describe() if where else task['NodeID'][:12]} is down"
+        return None
+
+    async def remove_object(self):
+        try:
+            await super().remove_object()
+        except (NotFound, APIError) as e:
+            if getattr(e, "status_code", None) != 404:
+                raise
+
+
+def say_where(spawner, event: dict) -> dict:
+    """The Hub's "Server ready" event, with the node the server runs on."""
+    where = getattr(spawner, "placed_on", "")
+    if where:
+        event["message"] = f"{event.get('message', '')} (on node {where})"
+        if event.get("html_message"):
+            event["html_message"] += f" (on node {html.escape(where)})"
+    return event
