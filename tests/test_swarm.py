@@ -95,10 +95,13 @@ def environment(swarm_hub, base_image, tmp_path_factory):
 
 
 def registry_ref(hub, name: str) -> str:
+    """Where the environment's image is in the registry, as the API says (and recorded)."""
     with sqlite3.connect(os.path.join(hub.state_dir, "rees", "rees.sqlite")) as db:
         row = db.execute("SELECT registry_ref FROM environments WHERE name = ?",
                          (name,)).fetchone()
-    return row[0] if row else ""
+    shown = hub.rees("GET", f"environments/{name}").json()["registry_image"]
+    assert shown == (row[0] if row else None)
+    return shown or ""
 
 
 def start(hub, user: str, server: str, environment: str, profile: str):

@@ -19,6 +19,7 @@ def environment_json(env: Environment, last_build: Build | None, handler) -> dic
         "description": env.description, "repo": env.repo, "ref": env.ref,
         "commit": env.commit, "image": env.image if env.launchable else None,
         "image_size": env.image_size if env.launchable else None,
+        "registry_image": (env.registry_ref or None) if env.launchable else None,
         "owner": env.owner, "profile": env.profile or None,
         "limits": profiles.limits(env.profile),
         "public": env.public, "status": status_of(env, last_build),

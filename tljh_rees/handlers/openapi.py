@@ -210,6 +210,9 @@ SCHEMAS = {
         "name": STRING, "display_name": STRING, "description": STRING, "repo": STRING,
         "ref": STRING, "commit": nullable(STRING),
         "image": nullable(STRING), "image_size": nullable(INT), "owner": STRING,
+        "registry_image": nullable({"type": "string", "description": "Multi-node mode: "
+                                    "the image in the registry every node pulls from, "
+                                    "by digest."}),
         "profile": nullable(STRING), "limits": ref("Limits"), "public": BOOL,
         "status": {"enum": [*BUILD_STATUS, "missing"]},
         "pinned": {"type": "boolean", "description": "An admin pinned it: disk garbage "
