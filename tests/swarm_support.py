@@ -12,6 +12,7 @@ Nothing else on the shared engine is touched.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -99,12 +100,9 @@ class Worker:
             time.sleep(0.3)
 
     def kill(self) -> None:
-        """A machine that dies: dockerd and everything it started, at once."""
-        for pid in self._pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        """A machine that dies: dockerd and everything it started, at once (its
+        containers' processes too: killing the shims alone leaves those running)."""
+        kill_all(self._pids() + cgroup_pids(self.netns))
         if self.proc is not None:
             self.proc.wait()
 
@@ -220,12 +218,42 @@ class SwarmLab:
                 step()
             except Exception as e:  # noqa: BLE001 (every step runs; errors are reported)
                 errors.append(str(e))
+        left = [pid for w in self.workers for pid in cgroup_pids(w.netns)]
+        if left:
+            errors.append(f"processes left running in the workers' cgroups: {left}")
         if errors:
             raise RuntimeError("swarm teardown: " + "; ".join(errors))
 
 
+def kill_all(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def cgroup_pids(parent: str) -> list[int]:
+    """Processes in the cgroup ``parent`` and below, in every hierarchy: a worker's
+    containers, which its dockerd starts under ``--cgroup-parent``."""
+    pids = set()
+    for hierarchy in glob.glob("/sys/fs/cgroup/*/"):
+        for folder, _, files in os.walk(os.path.join(hierarchy, parent)):
+            if "cgroup.procs" in files:
+                try:
+                    with open(os.path.join(folder, "cgroup.procs")) as f:
+                        pids.update(int(p) for p in f.read().split())
+                except OSError:
+                    pass
+    return sorted(pids)
+
+
 def remove_leftovers() -> None:
-    """What a killed earlier run left: this module's bridge, rule and namespaces only."""
+    """What a killed earlier run left: this module's containers' processes, bridge, rule
+    and namespaces only."""
+    for parent in {os.path.basename(p.rstrip("/"))
+                   for p in glob.glob(f"/sys/fs/cgroup/*/{PREFIX}-*/")}:
+        kill_all(cgroup_pids(parent))
     for ns in run("ip", "netns", "list", check=False).stdout.split("\n"):
         name = ns.split(" ")[0]
         if name.startswith(f"{PREFIX}-"):
