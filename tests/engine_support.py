@@ -37,6 +37,29 @@ def unmount_all(path: str) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def pids_mentioning(root: str) -> list[int]:
+    """Processes started for the engine whose data lives in ``root`` (its dockerd,
+    containerd, shims): found by that root in their command line, never by a program's
+    name."""
+    marker, pids = root.encode(), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return [p for p in pids if p != os.getpid()]
+
+
+def file_tail(path: str, lines: int) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def _free_subnet() -> str:
     """A /24 in 10.0.0.0/8 that no route of this machine uses: ``10.a.b``."""
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
@@ -126,25 +149,7 @@ class SecondEngine:
         return self.docker("image", "inspect", ref, check=False).returncode == 0
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
-
-    def _leftover_pids(self) -> list[int]:
-        """Processes started for this engine that outlived it (its containerd, shims):
-        found by this engine's root in their command line, never by a program's name."""
-        marker = self.root.encode()
-        pids = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if marker in f.read():
-                        pids.append(int(pid))
-            except OSError:
-                pass
-        return [p for p in pids if p != os.getpid()]
+        return file_tail(self.log_path, lines)
 
     def close(self, keep_log: str | None = None) -> None:
         """Stop the engine and remove everything it had: processes, mounts, data, bridge
@@ -154,7 +159,7 @@ class SecondEngine:
         finally:
             if keep_log and os.path.exists(self.log_path):
                 shutil.copyfile(self.log_path, keep_log)
-            for pid in self._leftover_pids():
+            for pid in pids_mentioning(self.root):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:

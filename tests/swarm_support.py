@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.engine_support import _free_subnet, unmount_all
+from tests.engine_support import _free_subnet, file_tail, pids_mentioning, unmount_all
 
 PREFIX = "rees-swarm"
 BRIDGE = f"{PREFIX}-br"  # interface names: at most 15 characters
@@ -102,29 +102,12 @@ class Worker:
     def kill(self) -> None:
         """A machine that dies: dockerd and everything it started, at once (its
         containers' processes too: killing the shims alone leaves those running)."""
-        kill_all(self._pids() + cgroup_pids(self.netns))
+        kill_all(pids_mentioning(self.root) + cgroup_pids(self.netns))
         if self.proc is not None:
             self.proc.wait()
 
-    def _pids(self) -> list[int]:
-        """Processes of this engine (dockerd, containerd, shims), found by its root in
-        their command line, never by a program's name."""
-        marker, pids = self.root.encode(), []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if marker in f.read():
-                        pids.append(int(pid))
-            except OSError:
-                pass
-        return [p for p in pids if p != os.getpid()]
-
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, lines)
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
