@@ -18,11 +18,16 @@ APT_PACKAGES=(
   chromium chromium-driver
 )
 
-install_apt_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# The given Debian packages that are not installed, one a line.
+missing_packages() {
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
   done
+}
+
+install_apt_packages() {
+  local missing
+  mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}")
   [ ${#missing[@]} -eq 0 ] && return
   log "installing: ${missing[*]}"
   apt-get update -qq
@@ -35,10 +40,8 @@ install_apt_packages() {
 SLURM_PACKAGES=(slurmctld slurmd slurm-client munge squashfuse)
 
 install_slurm() {
-  local missing=()
-  for p in "${SLURM_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
+  local missing
+  mapfile -t missing < <(missing_packages "${SLURM_PACKAGES[@]}")
   [ ${#missing[@]} -eq 0 ] && return
   log "installing (services not started): ${missing[*]}"
   local policy=/usr/sbin/policy-rc.d made=""
