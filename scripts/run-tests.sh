@@ -15,7 +15,7 @@ JH6_TESTS=(tests/test_plugin_hooks.py tests/test_hubconfig.py tests/test_demo_hu
            "tests/test_launch.py::test_launch_with_limits_storage_and_two_environments"
            tests/test_catalog_hub.py tests/test_binder.py tests/test_ondemand.py
            tests/test_services_launch.py tests/test_lab_extension.py
-           tests/test_swarm.py)  # the Swarm spawner subclasses DockerSpawner's SwarmSpawner
+           tests/swarm)  # the Swarm spawner subclasses DockerSpawner's SwarmSpawner
 # A stage that hangs is interrupted (SIGINT: pytest still writes its report and summary).
 JH5_TIMEOUT=${JH5_TIMEOUT:-3600}
 JH6_TIMEOUT=${JH6_TIMEOUT:-900}

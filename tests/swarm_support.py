@@ -12,6 +12,7 @@ Nothing else on the shared engine is touched.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -24,6 +25,8 @@ import time
 from tests.engine_support import _free_subnet, file_tail, pids_mentioning, unmount_all
 
 PREFIX = "rees-swarm"
+# one swarm per machine (the main engine is its manager): a second test run waits here
+LOCK_FILE = f"/run/lock/{PREFIX}.lock"
 BRIDGE = f"{PREFIX}-br"  # interface names: at most 15 characters
 # bridged traffic between the namespaces goes through the host's FORWARD chain
 # (br_netfilter), whose policy the main engine sets to DROP
@@ -127,6 +130,9 @@ class SwarmLab:
     """The main engine as manager at ``manager_address`` and ``workers``."""
 
     def __init__(self, workers: int = 2):
+        os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+        self._lock = open(LOCK_FILE, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # released by close(), or when we exit
         self.root = tempfile.mkdtemp(prefix=f"{PREFIX}-", dir="/tmp")
         self.workers: list[Worker] = []
         self.made_gwbridge = False
@@ -204,6 +210,7 @@ class SwarmLab:
         left = [pid for w in self.workers for pid in cgroup_pids(w.netns)]
         if left:
             errors.append(f"processes left running in the workers' cgroups: {left}")
+        self._lock.close()  # the next run may make its swarm
         if errors:
             raise RuntimeError("swarm teardown: " + "; ".join(errors))
 

@@ -1,7 +1,7 @@
 """Multi-node mode's pure parts: the ``rees.swarm`` settings, the local CA and the
 registry's files, the queue with a publishing builder (the catalog keeps the registry
 reference; a push that fails fails the build), reading nodes. The real swarm, registry
-and spawner are tested in tests/test_swarm.py."""
+and spawner are tested in tests/swarm/."""
 
 from __future__ import annotations
 

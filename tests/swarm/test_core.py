@@ -1,4 +1,4 @@
-"""Multi-node mode on a real three-node Swarm (tests/swarm_support.py): builds pushed to
+"""Multi-node mode on a real three-node Swarm (tests/swarm/conftest.py): builds pushed to
 the registry the Hub runs, servers on labelled workers reached through the proxy, a
 user's files on their home node, a worker that dies, a registry that is down.
 
@@ -11,87 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import uuid
 
-import pytest
 import requests
 
-from tests.helpers import (GitRepo, build_through_service, remove_built_images,
-                           start_demo_hub, stop_demo_hub, stop_server, wait_build,
-                           wait_for, wait_ready)
-from tests.swarm_support import SwarmLab, run
-from tljh_rees.demo import free_port
-from tljh_rees.swarm.registry import CERTS_D
-
-RUN = uuid.uuid4().hex[:6]
-LARGE = "rees-swarm-size=large"
-
-
-@pytest.fixture(scope="module")
-def lab():
-    swarm = SwarmLab(workers=2)
-    try:
-        swarm.label(swarm.workers[0].node_id, *LARGE.split("="))
-        yield swarm
-    finally:
-        swarm.close()
-
-
-@pytest.fixture(scope="module")
-def swarm_hub(lab, base_image, tmp_path_factory):
-    state_dir = str(tmp_path_factory.mktemp("swarm-hub"))
-    port = free_port()
-    registry = f"{lab.manager_address}:{port}"
-    proc = hub = None
-    try:
-        proc, hub = start_demo_hub(state_dir, {
-            "profiles": {"small": {"cpu": 1, "memory": "512M"},
-                         "large": {"cpu": 1, "memory": "768M"}},
-            "default_profile": "small",
-            "storage": {"volume_name": f"rees-swarm{RUN}-{{username}}"},
-            "swarm": {"enabled": True, "registry_port": port,
-                      "placement": {"large": [LARGE]}},
-        })
-        hub.registry = registry
-        yield hub
-    finally:
-        if proc is not None:
-            stop_demo_hub(proc, hub)
-        for pid in _pids_with(os.path.join(state_dir, "rees", "swarm")):  # the registry
-            os.kill(pid, signal.SIGKILL)
-        remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
-        shutil.rmtree(os.path.join(CERTS_D, registry), ignore_errors=True)
-        volumes = run("docker", "volume", "ls", "-q", "--filter",
-                      f"name=rees-swarm{RUN}-").stdout.split()
-        if volumes:
-            run("docker", "volume", "rm", "-f", *volumes, check=False)
-
-
-def _pids_with(marker: str) -> list[int]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    pids.append(int(pid))
-        except OSError:
-            pass
-    return pids
-
-
-@pytest.fixture(scope="module")
-def environment(swarm_hub, base_image, tmp_path_factory):
-    repo = GitRepo(str(tmp_path_factory.mktemp("swarm-repo")))
-    name = f"swarm-env-{RUN}"
-    build = build_through_service(swarm_hub, repo, base_image, {"marker.txt": "swarm\n"},
-                                  name)
-    swarm_hub.repo = repo
-    return name, build
+from tests.engine_support import pids_mentioning
+from tests.helpers import stop_server, wait_build, wait_for, wait_ready
+from tests.swarm.conftest import DOOMED, LARGE, RUN
+from tests.swarm_support import run
 
 
 def registry_ref(hub, name: str) -> str:
@@ -171,14 +101,18 @@ def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, env
 
 
 def test_a_worker_that_dies(lab, swarm_hub, environment):
+    """A worker of its own (labelled for the "doomed" profile) dies: the other tests of
+    this folder keep their two workers."""
     name, _ = environment
+    doomed = lab.add_worker("wd")
+    lab.label(doomed.node_id, *DOOMED.split("="))
     user = f"bob{RUN}"
-    r, token = start(swarm_hub, user, "s1", name, "large")
+    r, token = start(swarm_hub, user, "s1", name, "doomed")
     assert r.status_code in (201, 202), r.text
     wait_ready(swarm_hub, user, "s1", timeout=300)
-    assert service_node(lab, user, "s1") == "rees-swarm-w1"
-    lab.workers[0].kill()
-    wait_for(lambda: lab.node_state(lab.workers[0].node_id) == "down", 60, "w1 down")
+    assert service_node(lab, user, "s1") == "rees-swarm-wd"
+    doomed.kill()
+    wait_for(lambda: lab.node_state(doomed.node_id) == "down", 60, "wd down")
     # the Hub finds the server stopped (its poll asks where the task runs)
     wait_for(lambda: "s1" not in swarm_hub.request(
         "GET", f"/hub/api/users/{user}", token=token).json()["servers"]
@@ -187,19 +121,20 @@ def test_a_worker_that_dies(lab, swarm_hub, environment):
         90, "the Hub notices the server is gone", every=1)
     # its files are on the dead node: a clear refusal, not an empty folder elsewhere
     r, _ = start(swarm_hub, user, "s2", name, "small")
-    assert "Your files are on node rees-swarm-w1" in failure(r, swarm_hub, user, "s2", token)
-    # the large profile's only node is gone: said at once, with Swarm's reason
+    assert "Your files are on node rees-swarm-wd" in failure(r, swarm_hub, user, "s2", token)
+    # the doomed profile's only node is gone: said at once, with Swarm's reason
     carol = f"carol{RUN}"
-    r, ctoken = start(swarm_hub, carol, "s1", name, "large")
+    r, ctoken = start(swarm_hub, carol, "s1", name, "doomed")
     assert "No node can take this server now: no suitable node" in failure(
         r, swarm_hub, carol, "s1", ctoken)
     # a new launch goes elsewhere
     r, ctoken = start(swarm_hub, carol, "s2", name, "small")
     assert r.status_code in (201, 202), r.text
     wait_ready(swarm_hub, carol, "s2", timeout=300)
-    assert service_node(lab, carol, "s2") != "rees-swarm-w1"
+    assert service_node(lab, carol, "s2") != "rees-swarm-wd"
     assert through_proxy(swarm_hub, carol, "s2", ctoken, "api/status").status_code == 200
     stop_server(swarm_hub, carol, "s2", token=ctoken)
+    run("docker", "node", "rm", "--force", doomed.node_id)  # as an admin would
 
 
 def failure(r, hub, user, server, token) -> str:
@@ -248,7 +183,7 @@ def _registry_password(hub) -> str:
 
 
 def test_a_registry_that_is_down_fails_the_build(swarm_hub, environment, base_image):
-    pids = [p for p in _pids_with(os.path.join(swarm_hub.state_dir, "rees", "swarm"))]
+    pids = pids_mentioning(os.path.join(swarm_hub.state_dir, "rees", "swarm"))
     assert pids, "the registry is not running"
     # stopped, not killed: the Hub restarts a managed service that exits
     for pid in pids:
