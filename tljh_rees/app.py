@@ -25,7 +25,7 @@ import requests
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Dict, Float, Integer, List, Type, Unicode, default
+from traitlets import Dict, Enum, Float, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
 from . import SERVICE_NAME, __version__
@@ -60,6 +60,7 @@ from .services.kinds import ServiceCatalog
 from .settings import machine_memory
 from .store.db import open_database
 from .store.logs import LogStore
+from .swarm.capacity import SwarmMachine
 
 # Each module's ``routes()`` lists (path under the service prefix, handler class).
 ROUTE_MODULES = [
@@ -118,6 +119,10 @@ class ReesService(Application):
                                            "(default: this machine's).")
     machine_memory = Integer(config=True, help="Bytes of memory templates and pools are "
                                                "sized against (default: this machine's).")
+    machine_source = Enum(
+        ["host", "swarm"], "host", config=True,
+        help="What templates and pools are sized against: this machine (machine_cpus, "
+             "machine_memory), or the swarm's usable nodes (multi-node mode).")
     engine_sync_interval = Integer(
         60, config=True,
         help="Seconds between looks at the engine's images, so the catalog notices an "
@@ -199,8 +204,9 @@ class ReesService(Application):
         launcher = Launcher(catalog, hub, quotas, rebuild=builds.rebuild_removed,
                             hpc=HpcSettings.from_dict(self.hpc))
         launcher.on_ready.append(metrics.launch_ready)
-        templates = TemplateCatalog(catalog, Machine(self.machine_cpus, self.machine_memory),
-                                    self.template_images, services)
+        machine = SwarmMachine(api) if self.machine_source == "swarm" else \
+            Machine(self.machine_cpus, self.machine_memory)
+        templates = TemplateCatalog(catalog, machine, self.template_images, services)
         temporary = TemporaryUsers(templates, hub)
         pools = PoolManager(templates, temporary, hub, templates.machine, parent=self)
         applications = Applications(templates, temporary, pools, hub, launcher,

@@ -60,6 +60,7 @@ def swarm_hub(lab, base_image, tmp_path_factory):
             "services": {"postgres": {"enabled": True},
                          "redis": {"enabled": True, "persistent": False}},
             "quotas": {"servers_per_user": 2},
+            "templates": {"allowed_images": [base_image]},  # a plain image, not built here
             "swarm": {"enabled": True, "registry_port": port,
                       "placement": {"large": [LARGE], "doomed": [DOOMED]}},
         })
@@ -71,6 +72,11 @@ def swarm_hub(lab, base_image, tmp_path_factory):
         for pid in pids_mentioning(os.path.join(state_dir, "rees", "swarm")):  # the registry
             os.kill(pid, signal.SIGKILL)
         remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
+        # what servers on the manager pulled from the registry (by digest, untagged)
+        pulled = run("docker", "images", "-q", "--filter",
+                     f"reference={registry}/*/*").stdout.split()
+        if pulled:
+            run("docker", "rmi", "-f", *set(pulled), check=False)
         shutil.rmtree(os.path.join(CERTS_D, registry), ignore_errors=True)
         volumes = run("docker", "volume", "ls", "-q", "--filter",
                       f"name=rees-swarm{RUN}-").stdout.split()

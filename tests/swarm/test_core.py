@@ -22,6 +22,8 @@ from tests.engine_support import pids_mentioning
 from tests.helpers import stop_server, wait_build, wait_for, wait_ready
 from tests.swarm.conftest import DOOMED, LARGE, RUN
 from tests.swarm_support import run
+from tljh_rees.hubconfig import LAB_EXTENSION_PATH
+from tljh_rees.swarm.lab import volume_name as lab_volume
 
 
 def registry_ref(hub, name: str) -> str:
@@ -77,11 +79,20 @@ def test_build_pushes_and_a_pinned_server_runs_on_its_worker(lab, swarm_hub, env
                                                 f"node.id=={lab.workers[0].node_id}"]
     assert task["ContainerSpec"]["Image"] == ref
     assert task["RestartPolicy"]["Condition"] == "none"
-    # only the user's volume: no folder of the Hub's machine (e.g. the JupyterLab extension)
-    assert [(m["Type"], m["Source"]) for m in task["ContainerSpec"]["Mounts"]] == [
-        ("volume", f"rees-swarm{RUN}-{user}")]
+    # volumes only, no folder of the Hub's machine: the user's, and the JupyterLab
+    # extension's (filled on the node from its image in the registry), read-only
+    mounts = [(m["Type"], m["Source"], m.get("ReadOnly", False))
+              for m in task["ContainerSpec"]["Mounts"]]
+    assert mounts == [("volume", f"rees-swarm{RUN}-{user}", False),
+                      ("volume", lab_volume(LAB_EXTENSION_PATH), True)], mounts
     status = through_proxy(swarm_hub, user, "s1", token, "api/status")
     assert status.status_code == 200, status.text
+    # the extension works there: its server half is loaded and reaches the service at
+    # the manager's swarm address, with the server's token (ann may not build)
+    extension = through_proxy(swarm_hub, user, "s1", token, "rees-lab/status")
+    assert extension.status_code == 200, extension.text
+    assert extension.json()["available"] is True, extension.json()
+    assert extension.json()["can_build"] is False, extension.json()
     # a file in the user's volume, on the node that holds it
     put = through_proxy(swarm_hub, user, "s1", token, "api/contents/work/notes.txt",
                         method="PUT", json={"type": "file", "format": "text",

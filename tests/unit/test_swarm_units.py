@@ -1,6 +1,7 @@
 """Multi-node mode's pure parts: the ``rees.swarm`` settings, the local CA and the
 registry's files, the queue with a publishing builder (the catalog keeps the registry
-reference; a push that fails fails the build), reading nodes. The real swarm, registry
+reference; a push that fails fails the build), reading nodes, what they hold together,
+the JupyterLab extension's version key. The real swarm, registry
 and spawner are tested in tests/swarm/."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from tljh_rees.fakes import FakeBuilder, FakeSource
 from tljh_rees.settings import SettingsError, parse_settings
 from tljh_rees.store.logs import LogStore
 from tljh_rees.swarm.ca import ensure_server_certificate
+from tljh_rees.swarm.capacity import SwarmMachine
+from tljh_rees.swarm.lab import content_key, volume_name
 from tljh_rees.swarm.nodes import node_from
 from tljh_rees.swarm.registry import Registry, prepare_own_registry, trust
 
@@ -173,3 +176,50 @@ def test_a_managers_own_address_comes_from_its_manager_status():
     down = node_from(attrs)
     assert down.address == "10.0.0.7" and not down.usable
     assert down.describe() == "hub (10.0.0.7, node abc)"
+
+
+def _node(node_id: str, state: str, cpus: float, memory: int, availability="active"):
+    return {"ID": node_id, "Status": {"State": state, "Addr": "10.0.0.1"},
+            "Spec": {"Availability": availability},
+            "Description": {"Hostname": node_id,
+                            "Resources": {"NanoCPUs": int(cpus * 1e9),
+                                          "MemoryBytes": memory}}}
+
+
+class NodesOnly:
+    """The one call SwarmMachine makes of the engine's API."""
+
+    def __init__(self, nodes):
+        self.listed = nodes
+        self.calls = 0
+
+    def nodes(self):
+        self.calls += 1
+        return self.listed
+
+
+def test_swarm_machine_fits_one_server_in_the_largest_node_and_pools_in_all():
+    api = NodesOnly([_node("a", "ready", 2, 8 * 2**30), _node("b", "ready", 4, 4 * 2**30),
+                     _node("c", "down", 64, 2**40),  # gone: counts for nothing
+                     _node("d", "ready", 8, 2**40, availability="drain")])
+    machine = SwarmMachine(api, max_age=3600)
+    assert (machine.cpus, machine.memory) == (4, 8 * 2**30)
+    assert (machine.total_cpus, machine.total_memory) == (6, 12 * 2**30)
+    assert api.calls == 1  # read once per max_age
+    api.listed = [_node("a", "ready", 2, 2**30)]
+    assert SwarmMachine(api).total_cpus == 2
+
+
+def test_the_lab_extensions_key_follows_its_files(tmp_path):
+    folder = tmp_path / "tljh_rees_lab"
+    (folder / "share").mkdir(parents=True)
+    (folder / "share" / "x.js").write_text("one")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "a.pyc").write_bytes(b"changes every run")
+    first = content_key(str(folder))
+    assert content_key(str(folder)) == first and len(first) == 12
+    (folder / "__pycache__" / "a.pyc").write_bytes(b"other")
+    assert content_key(str(folder)) == first  # caches are not part of it
+    (folder / "share" / "x.js").write_text("two")
+    assert content_key(str(folder)) != first
+    assert volume_name(str(folder)) == f"rees-lab-{content_key(str(folder))}"

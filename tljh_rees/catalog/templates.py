@@ -29,10 +29,23 @@ DEFAULT_CULL_TIMEOUT = 3600
 
 @dataclass(frozen=True)
 class Machine:
-    """What the host has: limits are checked against it, and pools are sized by it."""
+    """What servers run on. ``cpus`` and ``memory``: the most one server may have (limits
+    are checked against it); ``total_*``: what all servers together may have (pools are
+    sized by it). On one machine both are the machine's; in multi-node mode a live
+    ``SwarmMachine`` (tljh_rees/swarm/capacity.py) answers the same questions."""
 
     cpus: float
     memory: int  # bytes
+    describe_one = "this machine's"  # whose cpus and memory, as the errors say
+    describe_all = "this machine has"  # whose totals, as the errors say
+
+    @property
+    def total_cpus(self) -> float:
+        return self.cpus
+
+    @property
+    def total_memory(self) -> int:
+        return self.memory
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class TemplatePlan(LaunchPlan):
     template: str = ""
     temporary: bool = False
     anonymous: bool = False
+    plain_image: bool = False  # an image the admin allows (image-kind), not an environment
 
 
 def template_json(template: Template, status: str | None = None) -> dict:
@@ -158,7 +172,7 @@ class TemplateCatalog:
             if template.image_name not in self.allowed_images:
                 raise Conflict(f"the image {template.image_name!r} of template {name!r} is "
                                "no longer allowed by the admin", field="template")
-            image = template.image_name
+            image, registry_ref = template.image_name, ""
         else:
             with self.catalog.session() as db:
                 env = db.scalars(select(Environment)
@@ -169,14 +183,15 @@ class TemplateCatalog:
             if not env.launchable:
                 raise Conflict(f"the environment {template.image_name!r} of template "
                                f"{name!r} has no built image; rebuild it", field="template")
-            image = env.image_id
+            image, registry_ref = env.image_id, env.registry_ref or ""
         # still offered, as the admin has it now (a service turned off stops its templates)
         services = tuple(self.services.check(json.loads(template.services or "[]")))
         memory, cpu = self.services.share(services, template.memory, template.cpu)
         limits = {"name": f"template {name}", "cpu": cpu, "memory": memory}
         return TemplatePlan(template.image_name, image, limits, template=name,
                             temporary=temporary is not None, anonymous=template.anonymous,
-                            services=services)
+                            services=services, registry_ref=registry_ref,
+                            plain_image=template.image_kind == "image")
 
     # -- writing --------------------------------------------------------------------------
 
@@ -308,15 +323,16 @@ class TemplateCatalog:
                                                   f"{limits['memory']!r}") from None
             if memory < 64 * 1024**2 or memory > self.machine.memory:
                 raise InputError("limits.memory", f"expected 64M to "
-                                                  f"{readable_size(self.machine.memory)} (this "
-                                                  f"machine's memory), got {limits['memory']}")
+                                                  f"{readable_size(self.machine.memory)} ("
+                                                  f"{self.machine.describe_one} memory), got "
+                                                  f"{limits['memory']}")
         if limits.get("cpu") is not None:
             cpu = limits["cpu"]
             if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) \
                     or not 0.01 <= cpu <= self.machine.cpus:
                 raise InputError("limits.cpu", f"expected a number of CPUs from 0.01 to "
-                                               f"{self.machine.cpus:g} (this machine's), got "
-                                               f"{cpu!r}")
+                                               f"{self.machine.cpus:g} "
+                                               f"({self.machine.describe_one}), got {cpu!r}")
             cpu = float(cpu)
         return {"memory": memory, "cpu": cpu}
 

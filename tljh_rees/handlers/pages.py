@@ -92,7 +92,11 @@ class TemplatesPage(PageHandler):
         machine = self.settings["templates"].machine
         self.render_page("templates.html", active="templates",
                          machine={"cpus": f"{machine.cpus:g}",
-                                  "memory": readable_size(machine.memory)})
+                                  "memory": readable_size(machine.memory),
+                                  "total_cpus": f"{machine.total_cpus:g}",
+                                  "total_memory": readable_size(machine.total_memory),
+                                  "one": machine.describe_one,
+                                  "all": machine.describe_all})
 
 
 class DashboardPage(PageHandler):

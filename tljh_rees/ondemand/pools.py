@@ -132,7 +132,7 @@ class PoolManager(LoggingConfigurable):
 
     def _check_capacity(self, template: Template, size: int) -> None:
         """The CPUs and memory of all pools' servers, with this one at ``size``, within
-        the machine."""
+        the machine (or the swarm's ready nodes together)."""
         if size and (not template.cpu or not template.memory):
             raise Conflict(f"template {template.name!r} has no CPU or memory limit, so its "
                            "servers cannot be counted against the machine; give it limits",
@@ -143,11 +143,12 @@ class PoolManager(LoggingConfigurable):
             if other.id != template.id:
                 cpus += (other.cpu or 0) * pool.size
                 memory += (other.memory or 0) * pool.size
-        if cpus > self.machine.cpus + 1e-9 or memory > self.machine.memory:
+        machine = self.machine
+        if cpus > machine.total_cpus + 1e-9 or memory > machine.total_memory:
             raise Conflict(
                 f"pools would take {cpus:g} CPUs and {readable_size(int(memory))} of memory, "
-                f"more than this machine has ({self.machine.cpus:g} CPUs, "
-                f"{readable_size(self.machine.memory)}); {size} servers of {template.name!r} "
+                f"more than {machine.describe_all} ({machine.total_cpus:g} CPUs, "
+                f"{readable_size(machine.total_memory)}); {size} servers of {template.name!r} "
                 f"need {template.cpu * size:g} CPUs and "
                 f"{readable_size(int(template.memory * size))}", field="size")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import docker
 from traitlets.config import Config
 
+from .. import SERVICE_NAME
 from ..engine.baseimage import BaseImageRecipe
 from ..settings import Settings
 from .nodes import manager_address
@@ -42,6 +43,7 @@ def service_swarm_config(c: Config, settings: Settings) -> None:
     """The service's part: builds are pushed to the registry."""
     registry, _ = registry_for(settings, swarm_address(settings))
     c.ReesService.builder_class = "tljh_rees.swarm.builder.SwarmBuilder"
+    c.ReesService.machine_source = "swarm"  # templates and pools fit the nodes
     c.SwarmBuilder.registry_address = registry.address
     c.SwarmBuilder.registry_username = registry.username
     c.SwarmBuilder.registry_password = registry.password
@@ -65,6 +67,13 @@ def configure_swarm(c: Config, settings: Settings) -> None:
     c.ReesSwarmSpawner.placement = {k: list(v) for k, v in settings.swarm.placement.items()}
     c.ReesSwarmSpawner.helper_image = BaseImageRecipe(
         mirror=settings.base_image_mirror).rootfs_tag()
-    # The JupyterLab extension is a folder of the Hub's machine mounted into servers, and
-    # reaches the service at the Docker bridge: neither exists on other nodes (yet).
-    c.ReesSwarmSpawner.lab_extension_path = ""
+    if settings.lab_extension:
+        # Servers on every node reach the Hub (and the service, for the JupyterLab
+        # extension) at the manager's swarm address, not at the local Docker bridge.
+        from ..hubconfig import LOOPBACK, SERVER_ADDRESS_ENV, lab_extension_address
+        connect = c.JupyterHub.hub_connect_ip
+        c.ReesSwarmSpawner.rees_address = lab_extension_address(settings, connect)
+        if settings.service_ip in LOOPBACK:
+            for service in c.JupyterHub.services:
+                if service["name"] == SERVICE_NAME:
+                    service["environment"][SERVER_ADDRESS_ENV] = connect

@@ -13,7 +13,7 @@ ReesSpawner); only where differs:
   runs on and the Hub connects to ``node address:published port``. The routing mesh is
   not used: it would add a hop through every node's ingress and hide which node serves;
 - **storage**: a user's volume is a local volume on one node, their *home node*, which
-  the swarm itself remembers (a swarm config ``<volume>-node`` holding the node id). The
+  the swarm itself remembers (swarm/homes.py, which also moves it). The
   first launch lets Swarm choose (a short preparation task with the server's constraints
   and reservation, which also gives the new volume to the server's user); every later
   server of that user is pinned to the home node. If that node is down, the launch fails
@@ -36,11 +36,13 @@ from dockerspawner import SwarmSpawner
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import LABEL_PREFIX
-from ..spawner import ReesSpawner, hub_error
+from ..spawner import LAB_MOUNT, ReesSpawner, hub_error
+from .lab import lab_image
+from .lab import volume_name as lab_volume
+from .homes import home_of, remember
 from .nodes import node
 from .registry import Registry, RegistryUnavailable, push
 
-HOME_LABEL = LABEL_PREFIX + "home-node-of"
 UNSCHEDULABLE = "no suitable node"
 FINISHED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 
@@ -59,14 +61,14 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
     extra_constraints = List(Unicode(), config=True,
                              help="Swarm constraints every server gets.")
 
-    # per Hub process: helper image → its registry reference; a lock per user's volume
     @default("http_timeout")
     def _http_timeout_default(self):
         # a node may be starting many servers at once; JupyterHub's 30 s gave up on some
         # of 20 started together on one 2-core node (benchmarks/bench_swarm.py)
         return 120
 
-    _pushed_helper: ClassVar[dict] = {}
+    # per Hub process: a local image's id → its registry reference; a lock per user's volume
+    _pushed: ClassVar[dict] = {}
     _home_locks: ClassVar[dict] = {}
     _logged_in: ClassVar[set] = set()
 
@@ -101,20 +103,6 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         return Resources(mem_limit=memory, mem_reservation=memory,
                          cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None)
 
-    def _home_config(self, volume: str) -> str:
-        return f"{volume}-node"
-
-    async def _home_node(self, volume: str) -> str:
-        configs = await self.docker("configs", filters={"name": self._home_config(volume)})
-        for config in configs:
-            if config["Spec"]["Name"] == self._home_config(volume):
-                return (config["Spec"].get("Labels") or {}).get(LABEL_PREFIX + "node", "")
-        return ""
-
-    async def _remember_home(self, volume: str, node_id: str) -> None:
-        await self.docker("create_config", self._home_config(volume), node_id.encode(),
-                          labels={HOME_LABEL: self.user.name, LABEL_PREFIX + "node": node_id})
-
     # -- storage: the user's volume on their home node -----------------------------------
 
     async def _ensure_volume(self, name: str, uid: int, gid: int) -> None:
@@ -123,7 +111,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         await self._log_in()
         lock = self._home_locks.setdefault(name, asyncio.Lock())
         async with lock:  # two first launches at once must not make two volumes
-            home = await self._home_node(name)
+            home = await asyncio.to_thread(home_of, self.client, name)
             if home:
                 where = await asyncio.to_thread(node, self.client, home)
                 if where is None or not where.usable:
@@ -134,34 +122,59 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
                                          "is back, or ask an admin.")
             node_id = await self._prepare(name, uid, gid, home)
             if not home:
-                await self._remember_home(name, node_id)
+                await asyncio.to_thread(remember, self.client, name, node_id,
+                                        self.user.name)
             self.home_node = node_id
 
     home_node = ""
 
+    async def _pushed_image(self, local: str) -> str:
+        """The registry's reference (by digest) of the local image ``local``, pushed
+        the first time this Hub process needs it."""
+        try:  # by id: a tag made again names another image
+            key = (await self.docker("inspect_image", local))["Id"]
+        except NotFound:
+            raise hub_error(404, f"The image {local} is not on the Hub's machine, so it "
+                                 "cannot be given to the other nodes.") from None
+        ref = self._pushed.get(key)
+        if ref is None:
+            try:
+                ref = await asyncio.to_thread(push, self.client, local, self.registry,
+                                              lambda line: None)
+            except RegistryUnavailable as e:
+                raise hub_error(503, str(e)) from None
+            self._pushed[key] = ref
+        return ref
+
     async def _helper(self) -> str:
         if not self.helper_image:
             raise hub_error(500, "Multi-node mode has no helper image configured.")
-        ref = self._pushed_helper.get(self.helper_image)
-        if ref is None:
-            try:
-                ref = await asyncio.to_thread(push, self.client, self.helper_image,
-                                              self.registry, lambda line: None)
-            except RegistryUnavailable as e:
-                raise hub_error(503, str(e)) from None
-            self._pushed_helper[self.helper_image] = ref
-        return ref
+        return await self._pushed_image(self.helper_image)
+
+    async def _lab_image(self) -> str:
+        """The JupyterLab extension's image (swarm/lab.py), made once per version."""
+        local = await asyncio.to_thread(lab_image, self.client, self.lab_extension_path,
+                                        self.helper_image, LAB_MOUNT)
+        return await self._pushed_image(local)
 
     async def _prepare(self, volume: str, uid: int, gid: int, home: str) -> str:
         """Run the helper once, as root, with only the volume: give it to ``uid:gid``.
+        With the JupyterLab extension on, the helper is the extension's image, and the
+        extension's volume is filled on that node by mounting it empty over its files.
         Returns the node it ran on."""
         name = f"{self.object_name}-prepare"[:63]
         await self._remove_service(name)
+        mounts = [Mount("/volume", volume, type="volume", no_copy=True,
+                        labels={LABEL_PREFIX + "user": self.user.name})]
+        if not self.lab_extension_path:
+            image = await self._helper()
+        else:
+            image = await self._lab_image()
+            mounts.append(Mount(LAB_MOUNT, lab_volume(self.lab_extension_path),
+                                type="volume", read_only=True))
         spec = TaskTemplate(
-            ContainerSpec(await self._helper(), ["chown", f"{uid}:{gid}", "/volume"],
-                          user="0:0",
-                          mounts=[Mount("/volume", volume, type="volume", no_copy=True,
-                                        labels={LABEL_PREFIX + "user": self.user.name})]),
+            ContainerSpec(image, ["chown", f"{uid}:{gid}", "/volume"], user="0:0",
+                          mounts=mounts),
             resources=self.resources(), placement=Placement(constraints=self.constraints(home)),
             restart_policy=RestartPolicy(condition="none"))
         await self.docker("create_service", spec, name=name,
@@ -186,11 +199,15 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
     @property
     def mounts(self):
         """Named volumes as volumes (never filled from the image), host folders as binds
-        (an admin's data mounts must exist on every node)."""
+        (an admin's data mounts must exist on every node), the JupyterLab extension's
+        folder as its volume on the node."""
         found = []
         for source, spec in self.volume_binds.items():
             read_only = spec["mode"].startswith("ro")
-            if source.startswith("/"):
+            if source == self.lab_extension_path:  # filled on this node by _prepare
+                found.append(Mount(LAB_MOUNT, lab_volume(source), type="volume",
+                                   read_only=True, no_copy=True))
+            elif source.startswith("/"):
                 found.append(Mount(spec["bind"], source, type="bind", read_only=read_only))
             else:
                 found.append(Mount(spec["bind"], source, type="volume", read_only=read_only,
@@ -203,14 +220,21 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             raise hub_error(409, "Add-on services (databases) are not available in "
                                  "multi-node mode yet; choose an environment without them.")
 
-    async def _start_container(self) -> tuple[str, int]:
-        image = (self.launch_plan.registry_ref if self.launch_plan else "") or self.image
-        if self.launch_plan and self.launch_plan.environment and not \
-                self.launch_plan.registry_ref:
+    async def _registry_image(self) -> str:
+        """What every node pulls: an environment's image as the catalog recorded it in
+        the registry, or a plain local image (an admin's template image, the site's
+        default) pushed once per Hub process."""
+        plan = self.launch_plan
+        if plan is not None and plan.registry_ref:
+            return plan.registry_ref
+        if plan is not None and plan.environment and not getattr(plan, "plain_image", False):
             raise hub_error(409, "This environment was built before multi-node mode; "
                                  "rebuild it so that every node can pull it.")
-        self.image = image
+        return await self._pushed_image(self.image)
+
+    async def _start_container(self) -> tuple[str, int]:
         await self._log_in()
+        self.image = await self._registry_image()
         self.extra_resources_spec = {}
         self.extra_placement_spec = {"constraints": self.constraints(self.home_node)}
         self.extra_endpoint_spec = {"ports": {None: (self.port, "tcp", "host")}}
