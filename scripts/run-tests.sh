@@ -18,7 +18,7 @@ JH6_TESTS=(tests/test_plugin_hooks.py tests/test_hubconfig.py tests/test_demo_hu
            tests/swarm)  # the Swarm spawner subclasses DockerSpawner's SwarmSpawner
 # A stage that hangs is interrupted (SIGINT: pytest still writes its report and summary).
 JH5_TIMEOUT=${JH5_TIMEOUT:-3600}
-JH6_TIMEOUT=${JH6_TIMEOUT:-900}
+JH6_TIMEOUT=${JH6_TIMEOUT:-1800}
 
 log() { printf '\n[run-tests] %s\n' "$*"; }
 STAGES=()

@@ -152,8 +152,19 @@ class BuildHandler(LabHandler):
         }))
 
 
+class BrowserGone(Exception):
+    """Raised in the relay's callback once the browser left: it ends the request to the
+    service at its next chunk (at most one keepalive period later)."""
+
+
 class EventsHandler(LabHandler):
-    """The build's live log: the service's event stream, passed on as it comes."""
+    """The build's live log: the service's event stream, passed on as it comes, until
+    the build ends or the browser leaves."""
+
+    browser_gone = False
+
+    def on_connection_close(self):
+        self.browser_gone = True
 
     @web.authenticated
     async def get(self, build_id):
@@ -166,12 +177,18 @@ class EventsHandler(LabHandler):
             headers["Last-Event-ID"] = last
 
         def forward(chunk):
+            if self.browser_gone:
+                raise BrowserGone()
             self.write(chunk)
             self.flush()
 
         try:
             await self.rees.stream("api/builds/{}/events".format(build_id), headers, forward)
-        except ServiceError as e:
+        except Exception as e:  # noqa: BLE001 (Tornado ends the fetch with its own error)
+            if self.browser_gone:
+                return  # nobody to tell
+            if not isinstance(e, ServiceError):
+                raise
             self.write("event: error\ndata: {}\n\n".format(json.dumps({"error": str(e)})))
         self.finish()
 

@@ -130,6 +130,9 @@ def test_a_worker_that_dies(lab, swarm_hub, environment):
         or not swarm_hub.request("GET", f"/hub/api/users/{user}",
                                  token=token).json()["servers"]["s1"]["ready"],
         90, "the Hub notices the server is gone", every=1)
+    # and its service is removed: nothing runs it again if the node comes back
+    wait_for(lambda: run("docker", "service", "inspect", f"rees-swarm-{user}--s1",
+                         check=False).returncode != 0, 30, "bob's service is removed")
     # its files are on the dead node: a clear refusal, not an empty folder elsewhere
     r, _ = start(swarm_hub, user, "s2", name, "small")
     assert "Your files are on node rees-swarm-wd" in failure(r, swarm_hub, user, "s2", token)

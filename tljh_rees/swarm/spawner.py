@@ -25,6 +25,7 @@ ReesSpawner); only where differs:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import time
 from typing import ClassVar
@@ -60,6 +61,15 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         5, config=True, help="Seconds a task may wait for a fitting node before failing.")
     extra_constraints = List(Unicode(), config=True,
                              help="Swarm constraints every server gets.")
+
+    @default("object_name")
+    def _object_name_default(self):
+        """A Swarm service's name must be a DNS label: no trailing "--" for a user's
+        default server, at most 63 characters (a long one keeps a hash of the whole)."""
+        name = self._render_templates(self.name_template).removesuffix("--")
+        if len(name) > 63:
+            name = f"{name[:54]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        return name
 
     @default("http_timeout")
     def _http_timeout_default(self):
@@ -162,7 +172,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         With the JupyterLab extension on, the helper is the extension's image, and the
         extension's volume is filled on that node by mounting it empty over its files.
         Returns the node it ran on."""
-        name = f"{self.object_name}-prepare"[:63]
+        name = f"{self.object_name[:54]}-prepare"
         await self._remove_service(name)
         mounts = [Mount("/volume", volume, type="volume", no_copy=True,
                         labels={LABEL_PREFIX + "user": self.user.name})]
@@ -291,7 +301,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
 
     async def poll(self):
         """Stopped when the task ended or its node is down (its server is unreachable
-        and will not come back by itself)."""
+        and will not come back by itself: its service is removed)."""
         task = await self.get_task()
         if not task:
             return 0
@@ -302,6 +312,9 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         where = await asyncio.to_thread(node, self.client, task["NodeID"]) \
             if task.get("NodeID") else None
         if task.get("NodeID") and (where is None or where.state != "ready"):
+            # over for good (restart condition none); removed now, so that a node that was
+            # only cut off does not keep the server running when it comes back
+            await self._remove_service(self.service_name)
             return f"its node {where.describe() if where else task['NodeID'][:12]} is down"
         return None
 
