@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from tests.helpers import lab_folder, put_file, server_container, stop_server, wait_build, \
-    wait_ready
+    wait_for, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +151,39 @@ def test_a_failing_build_ends_its_stream_with_the_reason(hub, servers, base_imag
     assert any("no such package" in (d.get("message") or "") for d in data)
     # the files stay on the service as a spec version, to fix in the composer
     assert hub.rees("GET", f"specs/{folder}").json()["owner"] == "builder"
+
+
+def _connections_to(container, port: int) -> int:
+    """Established TCP connections from the server's network namespace to ``port``."""
+    out = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output.decode()
+    fields = (line.split() for line in out.splitlines()[1:] if line.strip())
+    return sum(1 for f in fields if len(f) > 3 and f[3] == "01"
+               and f[2].rsplit(":", 1)[-1] == f"{port:04X}")
+
+
+def test_a_browser_that_leaves_ends_the_relay_to_the_service(hub, servers, base_image,
+                                                             unique):
+    """Closing the tab closes the server's request to the service within a keepalive
+    (1 s here), not when the build ends."""
+    token = servers["builder"]
+    folder = unique("labgone")
+    put_file(hub, "builder", token, folder, None, kind="directory")
+    put_file(hub, "builder", token, f"{folder}/Dockerfile",
+             f"FROM {base_image}\nRUN sleep 120\n")
+    r = lab(hub, "builder", token, "POST", "build", json={"path": folder, "name": folder})
+    assert r.status_code == 202, r.text
+    build_id = r.json()["build"]["id"]
+    container = server_container(hub, "builder", "")
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"] if "=" in e)
+    port = int(env["TLJH_REES_ADDRESS"].rsplit(":", 1)[1])
+    try:
+        events = lab(hub, "builder", token, "GET", f"builds/{build_id}/events", stream=True)
+        lines = events.iter_lines()  # kept: a dropped generator closes the response
+        assert next(lines) is not None  # the relay is under way
+        assert _connections_to(container, port) == 1
+        events.close()
+        wait_for(lambda: _connections_to(container, port) == 0, 20,
+                 "the server's request to the service ends")
+    finally:
+        hub.rees("DELETE", f"builds/{build_id}")
+    assert wait_build(hub, build_id)["status"] in ("cancelled", "failed")

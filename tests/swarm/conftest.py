@@ -80,6 +80,9 @@ def swarm_hub(lab, base_image, tmp_path_factory):
         shutil.rmtree(os.path.join(CERTS_D, registry), ignore_errors=True)
         volumes = run("docker", "volume", "ls", "-q", "--filter",
                       f"name=rees-swarm{RUN}-").stdout.split()
+        # the JupyterLab extension's, filled on the manager if a server ran there
+        volumes += run("docker", "volume", "ls", "-q", "--filter",
+                       "name=rees-lab-").stdout.split()
         if volumes:
             run("docker", "volume", "rm", "-f", *volumes, check=False)
 
