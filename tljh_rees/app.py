@@ -185,7 +185,9 @@ class ReesService(Application):
         builds = BuildManager(catalog, logs, builder, images,
                               ProcessNotes(os.path.join(self.state_dir, "running")),
                               parent=self)
+        registry = getattr(builder, "registry", None) if builder.publishes else None
         exports = ExportManager(lambda: api, os.path.join(self.state_dir, "exports"),
+                                registry=registry, pullable=catalog.registry_images,
                                 parent=self)
         gallery = Gallery(lambda: api, os.path.join(self.state_dir, "gallery"), parent=self)
         composer = Composer(os.path.join(self.state_dir, "specs"), services, parent=self)
@@ -215,7 +217,7 @@ class ReesService(Application):
         disk_usage = docker_disk_usage(lambda: api)
         gc = GarbageCollector(catalog, images, disk_usage,
                               logs_dir=logs.directory, exports_dir=exports.directory,
-                              parent=self)
+                              registry=self._registry_collector(registry), parent=self)
         metrics.watch(queue_length=builds.queue_length,
                       pools=lambda: {t.name: pools.describe(t, p.size)["available"]
                                      for t, p in pools.pools()},
@@ -231,6 +233,13 @@ class ReesService(Application):
             "gallery_show": self.gallery_show, "event_keepalive": self.event_keepalive,
             "urls": ServiceUrls(self.service_prefix, self.hub_prefix, self.base_url),
         }
+
+    def _registry_collector(self, registry):
+        """Multi-node mode: the GC's part for the registry builds are pushed to."""
+        if registry is None:
+            return None
+        from .swarm.registry_gc import RegistryCollector  # single-machine: never imported
+        return RegistryCollector(registry, parent=self)
 
     def handlers(self) -> list:
         prefix = self.service_prefix
@@ -293,7 +302,8 @@ class ReesService(Application):
         except (docker.errors.DockerException, requests.RequestException) as e:
             self.log.warning("cannot list the engine's images: %s", e)
             return
-        for name in parts["catalog"].sync(sizes, tags):
+        for name in parts["catalog"].sync(sizes, tags,
+                                          registry=parts["builder"].publishes):
             self.log.warning("environment %s: its image is gone; rebuild it", name)
         parts["gallery"].prune(set(sizes))
 

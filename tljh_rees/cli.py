@@ -115,8 +115,9 @@ def cmd_gc(args) -> int:
     from .store.db import open_database
 
     try:
-        settings = parse_settings(_tljh_rees_section())
-    except SettingsError as e:
+        settings = parse_settings(_rees_section(args.config) if args.config
+                                  else _tljh_rees_section())
+    except (OSError, SettingsError) as e:
         print(e, file=sys.stderr)
         return 1
     config = gc_config(Config(), settings)
@@ -135,9 +136,19 @@ def cmd_gc(args) -> int:
         return 1
     api = docker.APIClient(version="auto", timeout=120, **docker.utils.kwargs_from_env())
     catalog = Catalog(open_database(f"sqlite:///{database}"), Profiles([]))
+    registry = None
+    if settings.swarm.enabled:  # multi-node mode: the registry too
+        from .swarm.registry_gc import collector_for
+        try:
+            registry = collector_for(settings.swarm, state_dir, config=config)
+        except (OSError, KeyError, TypeError) as e:
+            print(f"cannot read the registry's files under {state_dir}/swarm/registry "
+                  f"(has the Hub run with rees.swarm.enabled?): {e}", file=sys.stderr)
+            return 1
     gc = GarbageCollector(catalog, DockerImages(lambda: api), docker_disk_usage(lambda: api),
                           logs_dir=os.path.join(state_dir, "logs"),
-                          exports_dir=os.path.join(state_dir, "exports"), config=config)
+                          exports_dir=os.path.join(state_dir, "exports"),
+                          registry=registry, config=config)
     report = gc.run(dry_run=args.dry_run)
     for removal in report.removals:
         print(removal.line(args.dry_run))
@@ -145,6 +156,14 @@ def cmd_gc(args) -> int:
         print(f"kept {kept}")
     print(report.summary())
     return 0
+
+
+def _rees_section(path: str) -> dict:
+    """The ``rees:`` section of the YAML file ``path``."""
+    import yaml
+
+    with open(path) as f:
+        return (yaml.safe_load(f) or {}).get("rees") or {}
 
 
 def _size_argument(text: str) -> int:
@@ -207,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true",
                     help="list what would be removed, remove nothing")
     gc.add_argument("--state-dir", help="the service's state folder (default: rees.state_dir)")
+    gc.add_argument("--config", help="a YAML file with a 'rees:' section (default: TLJH's)")
     gc.add_argument("--high", type=float, help="percent of disk use that starts image "
                                                "removal (default: rees.gc.high)")
     gc.add_argument("--low", type=float, help="percent to remove images down to "

@@ -127,7 +127,8 @@ class Catalog:
             query = query.where(Environment.public.is_(True))
         if launchable_only:
             query = query.where(Environment.image_id.is_not(None),
-                                Environment.image_present.is_(True))
+                                or_(Environment.image_present.is_(True),
+                                    Environment.registry_ref.is_not(None)))
         if owner:
             query = query.where(Environment.owner == owner)
         if repo:
@@ -351,6 +352,13 @@ class Catalog:
         with self.session() as db:
             return self.cached_image(db, repo, commit) is not None
 
+    def registry_images(self) -> set[str]:
+        """Ids of environments' current images the registry holds (multi-node mode)."""
+        with self.session() as db:
+            return set(db.scalars(select(Environment.image_id).where(
+                Environment.image_id.is_not(None),
+                Environment.registry_ref.is_not(None))).all())
+
     def present_images_bytes(self) -> int:
         """Bytes of the environments' current images the engine has (each image once)."""
         with self.session() as db:
@@ -368,19 +376,27 @@ class Catalog:
             Environment.image_id.is_not(None), Environment.image_present.is_(True),
         ).limit(1)).first()
 
-    def sync(self, images: dict[str, int], tags: dict[str, str]) -> list[str]:
+    def sync(self, images: dict[str, int], tags: dict[str, str],
+             registry: bool = False) -> list[str]:
         """Record which current images the engine still has (``images``: id → size;
         ``tags``: tag → id, for records made before image ids were kept). Returns the
-        names of environments whose image is gone."""
+        names of environments that can no longer be launched.
+
+        ``registry``: multi-node mode, where an image the registry holds (``registry_ref``)
+        stays launchable without the engine's copy. Otherwise registry references mean
+        nothing (multi-node mode was turned off) and are forgotten."""
         gone = []
         with self.transaction() as db:
             for env in db.scalars(select(Environment).where(Environment.image.is_not(None))):
+                was = bool(env.image_present or env.registry_ref)
                 if env.image_id is None:
                     env.image_id = tags.get(env.image)
+                if not registry:
+                    env.registry_ref = None
                 present = env.image_id in images
-                if env.image_present and not present:
-                    gone.append(env.name)
                 env.image_present = present
+                if was and not env.launchable:
+                    gone.append(env.name)
                 if present:
                     env.image_size = images[env.image_id]
         return gone

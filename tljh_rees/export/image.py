@@ -121,3 +121,39 @@ def export_rootfs(api: docker.APIClient, image: ImageInfo, dest: str,
     marker = os.path.join(dest, ".dockerenv")
     if os.path.isfile(marker) and not os.path.islink(marker):
         os.remove(marker)
+
+
+def pull_if_gone(api: docker.APIClient, image_id: str, tag: str, registry_ref: str,
+                 auth_config: dict | None, progress: Progress) -> bool:
+    """Multi-node mode: when the engine no longer has ``image_id`` (the disk garbage
+    collector removed it) but the registry holds it as ``registry_ref`` (by digest), pull
+    it back and tag it ``tag`` again. The pulled image must be ``image_id`` itself (an
+    image's id is the digest of its configuration, which a push and pull keep), so the
+    SIF is of the very image the catalog records. Returns whether it pulled."""
+    try:
+        api.inspect_image(image_id)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
+    name, _, digest = registry_ref.partition("@")
+    if not digest:
+        return False  # not by digest: convert's own error names the missing image
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    progress.step(f"This machine no longer has the image; pulling {registry_ref} from "
+                  "the registry")
+    try:
+        for entry in api.pull(name, tag=digest, stream=True, decode=True,
+                              auth_config=auth_config):
+            if entry.get("error"):
+                raise ExportError(f"pulling {registry_ref} from the registry failed: "
+                                  f"{entry.get('errorDetail', {}).get('message') or entry['error']}")
+        pulled = api.inspect_image(f"{name}@{digest}")["Id"]
+    except docker.errors.DockerException as e:
+        raise ExportError(f"pulling {registry_ref} from the registry failed: {e}") from None
+    if pulled != image_id:
+        raise ExportError(f"the registry's {registry_ref} is image {pulled[:19]}, not the "
+                          f"environment's {image_id[:19]}; rebuild it")
+    repository, _, version = tag.rpartition(":")
+    api.tag(pulled, repository, version)
+    return True

@@ -3,6 +3,10 @@
 A SIF is named by the image's id (``<sha256 hex>.sif``) with a ``.json`` record beside it,
 so an export survives service restarts and is made once per image, however many people
 ask. Jobs run one at a time (mksquashfs uses every core) in a worker thread.
+
+In multi-node mode the disk garbage collector may remove an environment's image from
+this machine while the registry keeps it: an export then pulls it back first (with the
+project's registry credentials) and says so in its steps.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import threading
 import time
+from typing import Callable
 
 import docker.errors
 from traitlets import Int, Unicode
@@ -21,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 from ..store.models import Environment
 from .convert import SifConverter, remove_tree
 from .errors import ExportError
+from .image import pull_if_gone
 from .progress import Progress
 from .targets import parse_target
 
@@ -79,10 +85,15 @@ class ExportManager(LoggingConfigurable):
              "or Docker config); the job then gives an 'apptainer pull oras://…' command.")
     concurrency = Int(1, config=True, help="Exports that run at once.")
 
-    def __init__(self, docker_api, default_directory: str, **kwargs):
-        """``docker_api()`` returns a docker ``APIClient``."""
+    def __init__(self, docker_api, default_directory: str, registry=None,
+                 pullable: Callable[[], set[str]] | None = None, **kwargs):
+        """``docker_api()`` returns a docker ``APIClient``. Multi-node mode: ``registry``
+        (``swarm.registry.Registry``) to pull removed images from; ``pullable()``: the ids
+        of images the registry holds for environments (their exports stay)."""
         super().__init__(**kwargs)
         self.docker_api = docker_api
+        self.registry = registry
+        self.pullable = pullable or set
         if not self.directory:
             self.directory = default_directory
         self.work_dir = os.path.join(self.directory, "work")
@@ -124,10 +135,11 @@ class ExportManager(LoggingConfigurable):
 
     def prune(self, api) -> None:
         """Forget exports whose image no longer exists (the environment was rebuilt or
-        deleted), unless they are being made."""
+        deleted), unless they are being made or the registry holds the image."""
+        pullable = self.pullable()
         for path in glob.glob(os.path.join(self.directory, "*.json")):
             export_id = os.path.basename(path)[:-5]
-            if export_id in self.tasks:
+            if export_id in self.tasks or f"sha256:{export_id}" in pullable:
                 continue
             try:
                 api.inspect_image(f"sha256:{export_id}")
@@ -178,6 +190,7 @@ class ExportManager(LoggingConfigurable):
             "progress": None,
             "error": None, "created": _now(), "finished": None, "size": None,
             "sha256": None, "pushed_to": None, "push": bool(self.push_registry and env.public),
+            "registry_ref": (env.registry_ref or None) if self.registry else None,
         }
         self.jobs[export_id] = job
         self.tasks[export_id] = asyncio.create_task(self._run(job))
@@ -213,6 +226,9 @@ class ExportManager(LoggingConfigurable):
         if not converter.work_dir:
             converter.work_dir = self.work_dir
         out = self.sif_path(job["id"])
+        if self.registry is not None and job.get("registry_ref"):
+            pull_if_gone(api, job["image_id"], job["image"], job["registry_ref"],
+                         self.registry.auth_config(), progress)
         image = converter.convert(api, job["image"], out, progress)
         if image.id != job["image_id"]:
             os.remove(out)

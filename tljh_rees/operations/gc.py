@@ -7,7 +7,11 @@
   images, least recently launched first (one never launched counts from its build).
   Never removed: an image a running container uses (servers, pooled servers, anything on
   the engine), and the current image of a pinned environment. The catalog then notes the
-  image is gone (``Catalog.sync``), so the environment shows as needing a rebuild.
+  image is gone (``Catalog.sync``), so the environment shows as needing a rebuild —
+  except in multi-node mode, where an image the registry holds stays launchable (servers
+  pull it from there).
+* **The registry** (multi-node mode, ``swarm/registry_gc.py``): manifests of old builds
+  and of deleted environments, then, for the registry this project runs, their blobs.
 * **The build cache**: ``docker buildx prune`` of what is older than
   ``build_cache_hours``.
 * **Build logs and SIF exports** older than ``keep_days``, except those of the last build
@@ -45,14 +49,16 @@ DiskUsage = Callable[[], tuple[int, int]]
 
 @dataclass(frozen=True)
 class Removal:
-    kind: str  # image, build-cache, log, export
+    kind: str  # image, build-cache, log, export, registry-manifest, registry-blobs
     what: str
     reason: str
     size: int
 
     def line(self, dry_run: bool) -> str:
         verb = "would remove" if dry_run else "removed"
-        return f"{verb} {self.kind} {self.what} ({readable_size(self.size)}): {self.reason}"
+        # a manifest's layers are freed (and measured) by the registry's blob collection
+        size = "" if self.kind == "registry-manifest" else f" ({readable_size(self.size)})"
+        return f"{verb} {self.kind} {self.what}{size}: {self.reason}"
 
 
 @dataclass
@@ -145,13 +151,15 @@ class GarbageCollector(LoggingConfigurable):
     docker = Unicode("docker", config=True, help="The docker command (for buildx prune).")
 
     def __init__(self, catalog: Catalog, images: Images, disk_usage: DiskUsage | None,
-                 logs_dir: str = "", exports_dir: str = "", **kwargs):
+                 logs_dir: str = "", exports_dir: str = "", registry=None, **kwargs):
+        """``registry``: multi-node mode's ``swarm.registry_gc.RegistryCollector``."""
         super().__init__(**kwargs)
         self.catalog = catalog
         self.images = images
         self.disk_usage = disk_usage
         self.logs_dir = logs_dir
         self.exports_dir = exports_dir
+        self.registry = registry
 
     # -- images ---------------------------------------------------------------------------
 
@@ -183,6 +191,8 @@ class GarbageCollector(LoggingConfigurable):
                           if env.last_launched else
                           f"environment {env.name}: never launched, built "
                           f"{when:%Y-%m-%d %H:%M}")
+                if self.registry is not None and all(e.registry_ref for e in owners):
+                    reason += " (the registry keeps it: servers pull it from there)"
                 candidate = Candidate(image, (1, when.timestamp(), label), reason)
                 pinned = [e.name for e in owners if e.pinned]
                 if pinned:
@@ -256,7 +266,7 @@ class GarbageCollector(LoggingConfigurable):
                     remove(candidate, why)
         if gone and not report.dry_run:
             sizes, tags = self.images.present()
-            for name in self.catalog.sync(sizes, tags):
+            for name in self.catalog.sync(sizes, tags, registry=self.registry is not None):
                 log.warning("gc: environment %s: its image was removed; rebuild it", name)
 
     # -- build cache ----------------------------------------------------------------------
@@ -340,6 +350,8 @@ class GarbageCollector(LoggingConfigurable):
         before = self.disk_usage() if self.disk_usage is not None else None
         report.used_before = percent(before) if before else None
         self.collect_images(report)
+        if self.registry is not None:
+            self.registry.collect(report, self.catalog, self.image_prefix)
         self.collect_build_cache(report)
         self.collect_files(report)
         if before:

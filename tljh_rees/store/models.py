@@ -57,7 +57,8 @@ class Environment(Base):
     image_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     image_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     image_present: Mapped[bool] = mapped_column(Boolean, default=False)  # engine has it
-    # Multi-node mode: the same image in the registry every node pulls from, by digest.
+    # Multi-node mode: the same image in the registry every node pulls from, by digest
+    # (servers pull it from there: launchable even when the manager's engine lost it).
     registry_ref: Mapped[str | None] = mapped_column(String(512), nullable=True)
     commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spec_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -76,7 +77,7 @@ class Environment(Base):
 
     @property
     def launchable(self) -> bool:
-        return bool(self.image_id and self.image_present)
+        return bool(self.image_id and (self.image_present or self.registry_ref))
 
 
 class Build(Base):

@@ -40,13 +40,15 @@ def registry_for(settings: Settings, address: str) -> tuple[Registry, str]:
 
 
 def service_swarm_config(c: Config, settings: Settings) -> None:
-    """The service's part: builds are pushed to the registry."""
-    registry, _ = registry_for(settings, swarm_address(settings))
+    """The service's part: builds are pushed to the registry, which the GC collects."""
+    registry, config_file = registry_for(settings, swarm_address(settings))
     c.ReesService.builder_class = "tljh_rees.swarm.builder.SwarmBuilder"
     c.ReesService.machine_source = "swarm"  # templates and pools fit the nodes
     c.SwarmBuilder.registry_address = registry.address
     c.SwarmBuilder.registry_username = registry.username
     c.SwarmBuilder.registry_password = registry.password
+    c.RegistryCollector.ca_file = registry.ca_file
+    c.RegistryCollector.config_file = config_file
 
 
 def configure_swarm(c: Config, settings: Settings) -> None:

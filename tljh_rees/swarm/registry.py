@@ -10,7 +10,10 @@ and in the processes' memory; they are never logged or labelled.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Callable
@@ -23,6 +26,11 @@ from .ca import ensure_server_certificate
 USER = "tljh-rees"
 CERTS_D = "/etc/docker/certs.d"  # where every engine on a machine looks for a registry's CA
 REPOSITORY_PREFIX = "rees/"  # environments' repositories in the registry
+# Pushes hold a shared lock, the registry's garbage collection an exclusive one
+# (registry_gc.py): blobs of a push whose manifest is not there yet look unused. Every
+# push to the registry happens on the manager (builds, the Hub's helper image), so a lock
+# file of this machine covers them all; root's /run, not /tmp (no one else can plant it).
+LOCK_DIR = "/run/tljh-rees"
 
 
 class RegistryUnavailable(RuntimeError):
@@ -125,10 +133,40 @@ def trust(registry: Registry, certs_d: str = CERTS_D) -> str | None:
     return path
 
 
+def lock_path(address: str, folder: str = "") -> str:
+    """The lock file of the registry at ``address`` on this machine."""
+    return os.path.join(folder or LOCK_DIR,
+                        "registry-" + re.sub(r"[^A-Za-z0-9.-]", "_", address) + ".lock")
+
+
+@contextlib.contextmanager
+def registry_lock(address: str, exclusive: bool, folder: str = ""):
+    """Shared (a push) or exclusive (garbage collection) hold on the registry's lock.
+    Exclusive does not wait: it yields False when a push holds the lock."""
+    path = lock_path(address, folder)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def push(api, image: str, registry: Registry, on_line: Callable[[str], None]) -> str:
     """Push local ``image`` (``name:tag``, a docker ``APIClient``) to ``registry``; returns
     its reference there by digest (``host:port/rees/name:tag@sha256:…``). The local tag
-    naming the registry is removed again: the local name stays the catalog's."""
+    naming the registry is removed again: the local name stays the catalog's. Waits while
+    the registry's garbage collection runs (``registry_lock``)."""
+    with registry_lock(registry.address, exclusive=False):
+        return _push(api, image, registry, on_line)
+
+
+def _push(api, image: str, registry: Registry, on_line: Callable[[str], None]) -> str:
     target = registry.reference(image)
     repository, _, tag = target.rpartition(":")
     api.tag(image, repository, tag)
