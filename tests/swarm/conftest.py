@@ -61,6 +61,9 @@ def swarm_hub(lab, base_image, tmp_path_factory):
                          "redis": {"enabled": True, "persistent": False}},
             "quotas": {"servers_per_user": 2},
             "templates": {"allowed_images": [base_image]},  # a plain image, not built here
+            # the service's own GC rounds stay out of the way: test_gc_export runs
+            # ``tljh-rees gc`` and checks what one round removes
+            "gc": {"interval": 86400},
             "swarm": {"enabled": True, "registry_port": port,
                       "placement": {"large": [LARGE], "doomed": [DOOMED]}},
         })

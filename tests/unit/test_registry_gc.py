@@ -5,8 +5,10 @@ image only the registry still holds launchable. The real registry, its HTTP API 
 
 from __future__ import annotations
 
+import os
 import threading
 
+import pytest
 from sqlalchemy import select
 
 from tljh_rees.operations.gc import GarbageCollector, Removal
@@ -129,3 +131,41 @@ def test_registry_images_are_the_current_pushed_ones(catalog, images):
         pushed_id = env.image_id
         assert db.scalars(select(Build)).all() == []
     assert catalog.registry_images() == {pushed_id}
+
+
+def test_the_service_and_the_cli_find_the_registrys_files(tmp_path, monkeypatch):
+    from traitlets.config import Config
+
+    from tljh_rees.app import ReesService
+    from tljh_rees.settings import parse_settings
+    from tljh_rees.swarm import hub
+    from tljh_rees.swarm.registry import Registry, prepare_own_registry
+    from tljh_rees.swarm.registry_gc import collector_for
+
+    state = str(tmp_path)
+    own, config_file = prepare_own_registry(state, "10.0.0.1", 5000)
+    # the service: hub.py's config (what the Hub hands it) and app.py's collaborator
+    monkeypatch.setattr(hub, "registry_for", lambda settings, address: (own, config_file))
+    monkeypatch.setattr(hub, "swarm_address", lambda settings: "10.0.0.1")
+    c = Config()
+    hub.service_swarm_config(c, parse_settings({"swarm": {"enabled": True}}))
+    service = ReesService(config=c)
+    assert service._registry_collector(None) is None  # one machine: no registry part
+    collector = service._registry_collector(Registry(own.address, own.username,
+                                                     own.password))
+    assert (collector.ca_file, collector.config_file) == (own.ca_file, config_file)
+    assert collector.storage() == os.path.join(state, "swarm", "registry", "data")
+    # ``tljh-rees gc``: the same registry, read from the files (nothing made)
+    swarm = parse_settings({"swarm": {"enabled": True}}).swarm
+    read = collector_for(swarm, state)
+    assert read.registry == own and read.config_file == config_file
+    assert read.ca_file == own.ca_file
+    assert own.password not in repr(read.registry)
+    # an admin's registry: its credentials, no files, no blob collection
+    theirs = collector_for(parse_settings({"swarm": {
+        "enabled": True, "registry": "reg.example.org:443", "registry_username": "u",
+        "registry_password": "p"}}).swarm, state)
+    assert theirs.registry == Registry("reg.example.org:443", "u", "p")
+    assert theirs.config_file == "" and theirs.storage() == ""
+    with pytest.raises(OSError):  # the Hub never ran in multi-node mode here
+        collector_for(swarm, str(tmp_path / "elsewhere"))

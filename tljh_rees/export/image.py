@@ -1,4 +1,5 @@
-"""A local Docker image as the export sees it: its configuration and its root filesystem."""
+"""A local Docker image as the export sees it: its configuration and its root filesystem
+(pulled back from the registry first, in multi-node mode, when the engine lost it)."""
 
 from __future__ import annotations
 
@@ -146,8 +147,8 @@ def pull_if_gone(api: docker.APIClient, image_id: str, tag: str, registry_ref: s
         for entry in api.pull(name, tag=digest, stream=True, decode=True,
                               auth_config=auth_config):
             if entry.get("error"):
-                raise ExportError(f"pulling {registry_ref} from the registry failed: "
-                                  f"{entry.get('errorDetail', {}).get('message') or entry['error']}")
+                why = (entry.get("errorDetail") or {}).get("message") or entry["error"]
+                raise ExportError(f"pulling {registry_ref} from the registry failed: {why}")
         pulled = api.inspect_image(f"{name}@{digest}")["Id"]
     except docker.errors.DockerException as e:
         raise ExportError(f"pulling {registry_ref} from the registry failed: {e}") from None

@@ -306,6 +306,6 @@ def collector_for(swarm, state_dir: str, **kwargs) -> RegistryCollector:
     with open(os.path.join(folder, "password")) as f:
         password = f.read().strip()
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return RegistryCollector(Registry(address, USER, password),
-                             ca_file=os.path.join(folder, "tls", "ca.crt"),
+    ca_file = os.path.join(folder, "tls", "ca.crt")
+    return RegistryCollector(Registry(address, USER, password, ca_file), ca_file=ca_file,
                              config_file=config_file, **kwargs)
