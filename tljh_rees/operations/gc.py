@@ -56,8 +56,10 @@ class Removal:
 
     def line(self, dry_run: bool) -> str:
         verb = "would remove" if dry_run else "removed"
-        # a manifest's layers are freed (and measured) by the registry's blob collection
-        size = "" if self.kind == "registry-manifest" else f" ({readable_size(self.size)})"
+        # a manifest's layers are freed (and measured) by the registry's blob collection,
+        # which measures nothing in a dry run
+        unmeasured = self.kind.startswith("registry-") and not self.size
+        size = "" if unmeasured else f" ({readable_size(self.size)})"
         return f"{verb} {self.kind} {self.what}{size}: {self.reason}"
 
 

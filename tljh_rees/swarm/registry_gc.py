@@ -118,7 +118,8 @@ class RegistryAPI:
         self.registry = registry
         self.base = f"https://{registry.address}/v2/"
         self.session = requests.Session()
-        self.session.verify = ca_file or True
+        # per request, not session.verify: REQUESTS_CA_BUNDLE would override that
+        self.verify = ca_file or True
         if registry.username:
             self.session.auth = (registry.username, registry.password)
         self.timeout = timeout
@@ -126,22 +127,24 @@ class RegistryAPI:
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         url = path if path.startswith("https://") else self.base + path
         try:
-            r = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            r = self.session.request(method, url, timeout=self.timeout, verify=self.verify,
+                                     **kwargs)
             if r.status_code == 401 and "bearer" in r.headers.get(
                     "WWW-Authenticate", "").lower():
                 token = self._token(r.headers["WWW-Authenticate"])
                 headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}
                 r = requests.request(method, url, timeout=self.timeout, headers=headers,
-                                     verify=self.session.verify, **kwargs)
+                                     verify=self.verify, **kwargs)
         except requests.RequestException as e:
             raise RegistryError(f"the registry {self.registry.address} did not answer: "
-                                f"{type(e).__name__}") from None
+                                f"{type(e).__name__}: {str(e)[:300]}") from None
         return r
 
     def _token(self, challenge: str) -> str:
         fields = dict(_BEARER.findall(challenge))
         params = {k: v for k, v in fields.items() if k in ("service", "scope")}
-        r = self.session.get(fields.get("realm", ""), params=params, timeout=self.timeout)
+        r = self.session.get(fields.get("realm", ""), params=params, timeout=self.timeout,
+                             verify=self.verify)
         if r.status_code != 200:
             raise RegistryError(f"the registry {self.registry.address} refused a token "
                                 f"(HTTP {r.status_code})")
