@@ -37,14 +37,17 @@ def test_plan_keeps_current_and_building_and_skips_other_repositories():
                  Manifest("rees/rees-gone", D["c"], ("v1",)),  # env deleted
                  Manifest("rees/rees-busy", D["d"], ("v2",)),  # being built: maybe its new
                  Manifest("rees/tljh-rees/rootfs", D["e"], ("bookworm",)),  # Hub's helper
-                 Manifest("rees/rees-other", D["f"], ("x",))]  # not this GC's prefix
+                 Manifest("rees/rees-other", D["f"], ("x",)),  # not this GC's prefix
+                 Manifest("rees/rees-plain", D["a"], ("1",), built_here=False)]  # an admin's
     doomed, kept = plan(manifests, {("rees/rees-env", D["a"])}, {"env", "busy"}, {"busy"},
                         image_prefix="rees-")
     assert [(d.manifest.repository, d.manifest.digest, d.reason) for d in doomed] == [
         ("rees/rees-env", D["b"], "an old build of env (no longer its image)"),
         ("rees/rees-gone", D["c"], "its environment was deleted"),
         ("rees/rees-other", D["f"], "its environment was deleted")]
-    assert kept == [f"registry rees/rees-busy@{D['d'][:19]}: a build of busy is under way"]
+    assert kept == [f"registry rees/rees-busy@{D['d'][:19]}: a build of busy is under way",
+                    f"registry rees/rees-plain@{D['a'][:19]}: not built by this service "
+                    "(no org.tljh-rees.build_id label)"]
     # a narrower prefix (the tests' own environments) leaves the others alone
     doomed, _ = plan(manifests, set(), {"env"}, set(), image_prefix="rees-gone")
     assert [d.manifest.repository for d in doomed] == ["rees/rees-gone"]

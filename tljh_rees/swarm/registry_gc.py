@@ -3,7 +3,8 @@
 Every build is pushed as ``rees/rees-<env>:<version>``; once an environment is rebuilt or
 deleted, its older manifests only take space. This removes them through the registry's
 HTTP API (``DELETE /v2/<name>/manifests/<digest>``), keeping every environment's current
-``registry_ref`` and anything of an environment whose build is under way. For the
+``registry_ref``, anything of an environment whose build is under way, and any image the
+service did not build (no ``org.tljh-rees.build_id`` label in its config). For the
 registry this project runs it then frees the blobs nothing refers to any more with
 Debian's ``docker-registry garbage-collect`` and measures its storage folder before and
 after; an admin's registry gets only the manifest deletes (its blob collection is its
@@ -31,6 +32,7 @@ from sqlalchemy import select
 from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..engine.images import BUILT_BY_LABEL
 from ..store.models import Build, Environment
 from .registry import REPOSITORY_PREFIX, USER, Registry, registry_lock
 
@@ -54,6 +56,7 @@ class Manifest:
     repository: str  # rees/rees-<env>
     digest: str
     tags: tuple[str, ...]
+    built_here: bool = True  # its image has the label of the service's builds
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def plan(manifests: Iterable[Manifest], keep: set[tuple[str, str]],
     """Which manifests go and why, and why others stay. ``keep``: (repository, digest)
     of current images; ``environments``: names that exist; ``building``: names with a
     build under way (their newest push may not be recorded yet). Only repositories of
-    environments (``rees/<image_prefix>…``) are touched."""
+    environments (``rees/<image_prefix>…``) are touched, and only images the service
+    built (an admin's plain image pushed for a template may have such a name too)."""
     doomed, kept = [], []
     prefix = REPOSITORY_PREFIX + image_prefix
     for m in manifests:
@@ -89,6 +93,10 @@ def plan(manifests: Iterable[Manifest], keep: set[tuple[str, str]],
         name = m.repository[len(REPOSITORY_PREFIX + "rees-"):]  # rees-<env> locally
         label = f"{m.repository}@{m.digest[:19]}"
         if (m.repository, m.digest) in keep:
+            continue
+        if not m.built_here:
+            kept.append(f"registry {label}: not built by this service (no {BUILT_BY_LABEL} "
+                        "label)")
             continue
         if name in building:
             kept.append(f"registry {label}: a build of {name} is under way")
@@ -170,20 +178,34 @@ class RegistryAPI:
         return self._pages("_catalog?n=1000", "repositories")
 
     def manifests(self, repository: str) -> list[Manifest]:
-        """The repository's manifests that have a tag, each once with all its tags."""
+        """The repository's manifests that have a tag, each once with all its tags, and
+        whether the service built their image (the label in the image's config)."""
         r = self._call("GET", f"{repository}/tags/list")
         if r.status_code == 404:  # every tag was deleted
             return []
         tags = self._checked(r, f"list the tags of {repository}").json().get("tags") or []
         by_digest: dict[str, list[str]] = {}
+        built: dict[str, bool] = {}
         for tag in tags:
-            head = self._checked(self._call("HEAD", f"{repository}/manifests/{tag}",
-                                            headers={"Accept": MANIFEST_TYPES}),
-                                 f"show {repository}:{tag}")
-            digest = head.headers.get("Docker-Content-Digest", "")
-            if digest:
-                by_digest.setdefault(digest, []).append(tag)
-        return [Manifest(repository, d, tuple(t)) for d, t in by_digest.items()]
+            got = self._checked(self._call("GET", f"{repository}/manifests/{tag}",
+                                           headers={"Accept": MANIFEST_TYPES}),
+                                f"show {repository}:{tag}")
+            digest = got.headers.get("Docker-Content-Digest", "")
+            if not digest:
+                continue
+            by_digest.setdefault(digest, []).append(tag)
+            if digest not in built:
+                built[digest] = self._built_here(repository, got.json())
+        return [Manifest(repository, d, tuple(t), built[d]) for d, t in by_digest.items()]
+
+    def _built_here(self, repository: str, manifest: dict) -> bool:
+        config = (manifest.get("config") or {}).get("digest")
+        if not config:  # a list of images for several platforms: not one of ours
+            return False
+        blob = self._checked(self._call("GET", f"{repository}/blobs/{config}"),
+                             f"read the image config of {repository}")
+        labels = (blob.json().get("config") or {}).get("Labels") or {}
+        return BUILT_BY_LABEL in labels
 
     def delete(self, manifest: Manifest) -> None:
         r = self._call("DELETE", f"{manifest.repository}/manifests/{manifest.digest}")
