@@ -261,6 +261,9 @@ SCHEMAS = {
         "error": nullable(STRING), "created": STRING, "finished": nullable(STRING),
         "size": nullable(INT), "sha256": nullable(STRING), "pushed_to": nullable(STRING),
         "push": BOOL, "url": URL, "download_url": nullable(URL),
+        "registry_ref": {**nullable(STRING), "description": (
+            "Multi-node mode: the environment's image in the registry, by digest; pulled "
+            "from there when this machine no longer has it.")},
         "commands": obj({"download": STRING, "run": STRING, "pull": STRING}),
     }, required=("id", "environment", "image", "filename", "status", "url",
                  "download_url", "commands")),
