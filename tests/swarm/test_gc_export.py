@@ -22,7 +22,7 @@ import uuid
 import requests
 
 from tests.export_support import sif_objects
-from tests.helpers import stop_server, wait_build, wait_ready
+from tests.helpers import stop_server, wait_build, wait_for, wait_ready
 from tests.swarm.conftest import RUN
 from tests.swarm.test_core import (_registry_password, registry_ref, start,
                                    through_proxy)
@@ -146,6 +146,20 @@ def test_gc_collects_the_registry_and_keeps_the_environment_launchable_and_expor
     assert worker.docker("image", "inspect", "-f", "{{.Id}}", current).stdout.strip() == \
         current_id
 
+    # a server of it starts (whichever node it lands on pulls it from the registry) and
+    # answers through the proxy
+    user = f"gcu{RUN}"
+    r, token = start(hub, user, "s1", name, "small")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, user, "s1", timeout=300)
+    assert through_proxy(hub, user, "s1", token, "api/status").status_code == 200
+    stop_server(hub, user, "s1", token=token)
+    # it ran on the manager, which pulled it? Gone again, as GC left it (once the stopped
+    # server's container is gone too)
+    wait_for(lambda: not local(current_id) or run("docker", "rmi", current_id,
+                                                  check=False).returncode == 0,
+             60, "the manager's copy removed", every=1)
+
     # an export pulls the image back from the registry, and is of that very image
     r = hub.rees("POST", f"environments/{name}/exports", json={})
     assert r.status_code == 202, r.text
@@ -158,11 +172,3 @@ def test_gc_collects_the_registry_and_keeps_the_environment_launchable_and_expor
     sif = os.path.join(rees_dir(hub), "exports", f"{job['id']}.sif")
     assert os.path.getsize(sif) == job["size"]
     assert sif_objects(sif)[-1]["type"] == "FS (Squashfs/*System/amd64)"
-
-    # and a server of it starts and answers through the proxy
-    user = f"gcu{RUN}"
-    r, token = start(hub, user, "s1", name, "small")
-    assert r.status_code in (201, 202), r.text
-    wait_ready(hub, user, "s1", timeout=300)
-    assert through_proxy(hub, user, "s1", token, "api/status").status_code == 200
-    stop_server(hub, user, "s1", token=token)
