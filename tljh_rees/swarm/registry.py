@@ -28,8 +28,8 @@ CERTS_D = "/etc/docker/certs.d"  # where every engine on a machine looks for a r
 REPOSITORY_PREFIX = "rees/"  # environments' repositories in the registry
 # Pushes hold a shared lock, the registry's garbage collection an exclusive one
 # (registry_gc.py): blobs of a push whose manifest is not there yet look unused. Every
-# push to the registry happens on the manager (builds, the Hub's helper image), so a lock
-# file of this machine covers them all; root's /run, not /tmp (no one else can plant it).
+# push happens on the manager (builds, the images the Hub pushes), so a lock file of this
+# machine covers them all; in root's /run, not /tmp (no one else can plant it there).
 LOCK_DIR = "/run/tljh-rees"
 
 
