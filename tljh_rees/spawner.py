@@ -285,36 +285,8 @@ class ReesSpawner(DockerSpawner):
         except DockerException as e:
             if not isinstance(e, ImageNotFound):
                 raise hub_error(503, f"The Docker engine is not reachable: {e}") from None
-        if await self._pull_from_registry():
-            try:
-                return await self.docker("inspect_image", image)
-            except DockerException:
-                pass  # the registry's is another image: as missing as before
-        raise hub_error(404, "The image of this environment is missing; rebuild the "
-                             "environment.")
-
-    async def _pull_from_registry(self) -> bool:
-        """Multi-node mode: the disk garbage collector may have removed the image from
-        this machine while the registry keeps it (``registry_ref``, by digest); the Hub
-        reads the image's user and home here, so it pulls it back first (with the
-        registry's credentials, which multi-node mode's spawner has). False when there is
-        nothing to pull."""
-        ref = self.launch_plan.registry_ref if self.launch_plan else ""
-        registry = getattr(self, "registry", None)
-        name, _, digest = ref.partition("@")
-        if not digest or registry is None:
-            return False
-        if ":" in name.rsplit("/", 1)[-1]:
-            name = name.rsplit(":", 1)[0]
-        self.note_progress("Pulling the environment's image from the registry")
-        try:
-            await self.docker("pull", name, tag=digest, auth_config=registry.auth_config())
-            await self.docker("inspect_image", f"{name}@{digest}")
-        except DockerException as e:
-            raise hub_error(503, f"Could not pull the environment's image from the registry "
-                                 f"{registry.address}: {getattr(e, 'explanation', '') or e}"
-                            ) from None
-        return True
+            raise hub_error(404, "The image of this environment is missing; rebuild the "
+                                 "environment.") from None
 
     # uid:gid by image id: an id names the image's content, so an answer never goes stale
     _server_users: dict[str, tuple[int, int]] = {}

@@ -30,10 +30,11 @@ import html
 import time
 from typing import ClassVar
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.types import (ContainerSpec, Mount, Placement, Resources, RestartPolicy,
                           TaskTemplate)
 from dockerspawner import SwarmSpawner
+from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import LABEL_PREFIX
@@ -99,6 +100,36 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             raise hub_error(503, f"The registry {self.registry_address} refused or did not "
                                  f"answer: {e.explanation or e}") from None
         self._logged_in.add(self.registry_address)
+
+    async def _inspect(self, image: str) -> dict:
+        try:
+            return await super()._inspect(image)
+        except web.HTTPError as e:
+            if e.status_code != 404 or not await self._pull_from_registry():
+                raise
+        return await super()._inspect(image)
+
+    async def _pull_from_registry(self) -> bool:
+        """Multi-node mode: the disk garbage collector may have removed the image from
+        this machine while the registry keeps it (``registry_ref``, by digest); the Hub
+        reads the image's user and home (``_inspect``), so it pulls it back first. False
+        when there is nothing to pull."""
+        ref = self.launch_plan.registry_ref if self.launch_plan else ""
+        registry = self.registry
+        name, _, digest = ref.partition("@")
+        if not digest:
+            return False
+        if ":" in name.rsplit("/", 1)[-1]:
+            name = name.rsplit(":", 1)[0]
+        self.note_progress("Pulling the environment's image from the registry")
+        try:
+            await self.docker("pull", name, tag=digest, auth_config=registry.auth_config())
+            await self.docker("inspect_image", f"{name}@{digest}")
+        except DockerException as e:
+            raise hub_error(503, f"Could not pull the environment's image from the registry "
+                                 f"{registry.address}: {getattr(e, 'explanation', '') or e}"
+                            ) from None
+        return True
 
     # -- where ---------------------------------------------------------------------------
 
