@@ -429,12 +429,20 @@ class ReesSpawner(DockerSpawner):
 
     progress_notes: list = []  # what this start has done so far, for the Hub's page
 
+    _progress_wake = None  # wakes the progress stream (callable from any thread)
+
     def note_progress(self, message: str) -> None:
         self.progress_notes = [*self.progress_notes, message]
+        if self._progress_wake is not None:
+            self._progress_wake()
 
     async def progress(self):
-        """The Hub's progress page: each step of the services, as it happens."""
+        """The Hub's progress page: each step of the services, as it happens. A note is
+        sent at once: the Hub stops asking when the server is up, and a note that waited
+        for the next round (the last service ready, just before) would be lost."""
         yield {"progress": 10, "message": "Spawning server..."}
+        loop, noted = asyncio.get_running_loop(), asyncio.Event()
+        self._progress_wake = lambda: loop.call_soon_threadsafe(noted.set)
         shown = 0
         while True:
             notes = self.progress_notes
@@ -443,7 +451,11 @@ class ReesSpawner(DockerSpawner):
             shown = len(notes)
             if not self._spawn_pending:
                 return
-            await asyncio.sleep(0.3)
+            try:
+                await asyncio.wait_for(noted.wait(), 0.3)
+            except asyncio.TimeoutError:
+                pass
+            noted.clear()
 
     def service_image(self, name: str, version: str) -> str:
         """The local image of a service, made (from Debian's packages) if missing: once per
