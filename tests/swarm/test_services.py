@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.helpers import GitRepo, stop_server, wait_build, wait_for, wait_ready
+from tests.helpers import GitRepo, wait_build, wait_for, wait_ready
 from tests.swarm.conftest import RUN
 from tests.swarm.test_core import failure, progress, registry_ref, service_node, start
 from tests.swarm_support import run
@@ -83,6 +83,15 @@ def launch(hub, server_name: str, environment: str, profile: str):
     print(events)  # shown when a test fails
     wait_ready(hub, USER, server_name, timeout=300)
     return token, events
+
+
+def remove_server(hub, name: str, token: str) -> None:
+    """Stop the named server and delete it (a user may have only two)."""
+    hub.request("DELETE", f"/hub/api/users/{USER}/servers/{name}", token=token,
+                json={"remove": True})
+    wait_for(lambda: name not in hub.request("GET", f"/hub/api/users/{USER}",
+                                             token=token).json()["servers"],
+             120, f"{name} is stopped")
 
 
 def test_a_server_reaches_its_services_across_nodes(lab, swarm_hub, client_environment):
@@ -159,7 +168,7 @@ def test_a_server_reaches_its_services_across_nodes(lab, swarm_hub, client_envir
         logs = run("docker", "service", "logs", "--raw", service["Spec"]["Name"]).stdout
         assert not any(s in logs + log for s in secrets), kind
     # stop: services, network and secret go; the data stay on the home node
-    stop_server(hub, USER, "db", token=token, timeout=120)
+    remove_server(hub, "db", token)
     assert not leftovers(server), leftovers(server)
     assert lab.workers[0].docker("volume", "inspect",
                                  f"rees-swarm{RUN}-{USER}-postgres").returncode == 0
@@ -172,7 +181,7 @@ def test_a_server_reaches_its_services_across_nodes(lab, swarm_hub, client_envir
     code, out = in_server(lab, server, 'redis-cli --no-auth-warning -u "$REDIS_URL" get '
                                        "greeting")
     assert code == 0 and out.strip() == "", out  # redis keeps nothing here
-    stop_server(hub, USER, "db2", token=token, timeout=120)
+    remove_server(hub, "db2", token)
     assert not leftovers(server), leftovers(server)
 
 
@@ -184,8 +193,8 @@ def test_a_service_that_fails_fails_the_launch_and_leaves_nothing(lab, swarm_hub
     volume = f"rees-swarm{RUN}-{USER}-postgres"
     worker = lab.workers[0]
     if worker.docker("volume", "inspect", volume, check=False).returncode != 0:
-        launch(hub, "first", client_environment, "large")  # makes w1 the home node
-        stop_server(hub, USER, "first", timeout=120)
+        token, _ = launch(hub, "first", client_environment, "large")  # w1: the home node
+        remove_server(hub, "first", token)
     image = registry_ref(hub, client_environment)  # on w1 already: no pull
     worker.docker("run", "--rm", "--user", "root", "--entrypoint", "sh", "-v",
                   f"{volume}:/v", image, "-c",
