@@ -123,3 +123,17 @@ async def test_a_service_that_fails_stops_the_others_waiting_and_cleans_up():
                            lambda n: "", running)
     assert runner.waiting and runner.waiting[0].cancelled()
     assert runner.abandoned == ["srv"]
+
+
+async def test_a_service_image_is_made_locally_then_published():
+    made, published = [], []
+
+    async def publish(local: str) -> str:
+        published.append(local)
+        return f"reg:5000/rees/{local}@sha256:ab"
+
+    runner = SwarmServiceRunner(None, ServiceCatalog(),
+                                lambda name, version: made.append(name) or f"{name}:{version}",
+                                publish=publish)
+    assert await runner._image("postgres", "15") == "reg:5000/rees/postgres:15@sha256:ab"
+    assert made == ["postgres"] and published == ["postgres:15"]
