@@ -19,7 +19,9 @@ ReesSpawner); only where differs:
   server of that user is pinned to the home node. If that node is down, the launch fails
   saying so: the files are there, and a server elsewhere would show an empty folder.
 - a server whose node goes down is reported stopped (the task is not moved elsewhere:
-  restart condition ``none``).
+  restart condition ``none``);
+- **add-on services** are Swarm services too (swarm/services.py), on an overlay network
+  of the server's that its spec lists, with the connection file as a per-launch secret.
 """
 
 from __future__ import annotations
