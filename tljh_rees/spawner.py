@@ -259,6 +259,7 @@ class ReesSpawner(DockerSpawner):
     template_name = ""
     service_specs: list = []  # this start's add-on services
     service_env: dict = {}  # how the server reaches them
+    _services_running = None  # this start's services.runner.Running, if it has services
     lab_env: dict = {}  # where the JupyterLab extension is, and the service
 
     def get_args(self):
@@ -382,10 +383,11 @@ class ReesSpawner(DockerSpawner):
             labels[LABEL_PREFIX + "template"] = self.template_name
         self.extra_create_kwargs = {"labels": labels}
         self.service_env, self.progress_notes = {}, []
-        services = None
+        services = self._services_running = None
         if self.service_specs:  # they start beside the server, which knows how to reach them
             running = self.service_runner.plan(self.container_name, self.service_specs)
-            self.service_env, self._service_network = running.env, running.network
+            self.service_env, self._services_running = running.env, running
+            await self._open_services(running)
             services = asyncio.create_task(self._start_services(running))
         try:
             ip, port = await self._start_container()
@@ -396,7 +398,7 @@ class ReesSpawner(DockerSpawner):
             if services is not None:
                 services.cancel()
                 await asyncio.gather(services, return_exceptions=True)
-                await self.service_runner.stop(self.container_name)
+                await self._stop_services()
             raise
         await self._until_answering(ip, port)
         return ip, port
@@ -427,12 +429,20 @@ class ReesSpawner(DockerSpawner):
 
     progress_notes: list = []  # what this start has done so far, for the Hub's page
 
+    _progress_wake = None  # wakes the progress stream (callable from any thread)
+
     def note_progress(self, message: str) -> None:
         self.progress_notes = [*self.progress_notes, message]
+        if self._progress_wake is not None:
+            self._progress_wake()
 
     async def progress(self):
-        """The Hub's progress page: each step of the services, as it happens."""
+        """The Hub's progress page: each step of the services, as it happens. A note is
+        sent at once: the Hub stops asking when the server is up, and a note that waited
+        for the next round (the last service ready, just before) would be lost."""
         yield {"progress": 10, "message": "Spawning server..."}
+        loop, noted = asyncio.get_running_loop(), asyncio.Event()
+        self._progress_wake = lambda: loop.call_soon_threadsafe(noted.set)
         shown = 0
         while True:
             notes = self.progress_notes
@@ -441,7 +451,11 @@ class ReesSpawner(DockerSpawner):
             shown = len(notes)
             if not self._spawn_pending:
                 return
-            await asyncio.sleep(0.3)
+            try:
+                await asyncio.wait_for(noted.wait(), 0.3)
+            except asyncio.TimeoutError:
+                pass
+            noted.clear()
 
     def service_image(self, name: str, version: str) -> str:
         """The local image of a service, made (from Debian's packages) if missing: once per
@@ -458,6 +472,13 @@ class ReesSpawner(DockerSpawner):
         """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``)."""
         return f"{self.volume_name_template.format(username=self.escaped_name)}-{service}"
 
+    async def _open_services(self, running) -> None:
+        """Before the server: its services' network (and what a crash left, removed)."""
+        try:
+            await self.service_runner.open(self.container_name, self.user.name, running)
+        except DockerException as e:
+            raise hub_error(503, f"Could not prepare the server's services: {e}") from None
+
     async def _start_services(self, running) -> None:
         """Start this server's services as planned. A service that fails stops the launch
         with its own last log lines."""
@@ -469,21 +490,24 @@ class ReesSpawner(DockerSpawner):
         except DockerException as e:
             raise hub_error(503, f"Could not start the server's services: {e}") from None
 
+    async def _stop_services(self) -> None:
+        await self.service_runner.stop(self.container_name)
+
     async def _join_services(self) -> None:
         """Put the started server on its services' private network, and write how to reach
         them to ``~/.rees/services.env`` (readable by the server's user only), for tools
         that do not read the environment."""
+        running = self._services_running
         await asyncio.to_thread(self.client.connect_container_to_network, self.container_id,
-                                self._service_network)
+                                running.network)
         home, uid, gid = self._account
-        text = "".join(f"{key}={value}\n" for key, value in sorted(self.service_env.items()))
         await asyncio.to_thread(self.client.put_archive, self.container_id, home,
-                                env_file_archive(text, uid, gid))
+                                env_file_archive(running.env_text(), uid, gid))
 
     async def stop(self, now=False):
         await super().stop(now=now)
         if self.services:
-            await self.service_runner.stop(self.container_name)
+            await self._stop_services()
 
     async def _until_answering(self, ip: str, port: int) -> None:
         """Return once the new server answers HTTP (or after ``http_timeout``).

@@ -26,6 +26,7 @@ from tljh_rees.swarm.registry import CERTS_D
 RUN = uuid.uuid4().hex[:6]
 LARGE = "rees-swarm-size=large"  # worker w1's label; the "large" profile runs only there
 DOOMED = "rees-swarm-fate=doomed"  # a worker that a test kills; the "doomed" profile's
+SERVICES_NODE = "rees-swarm-services=yes"  # worker w2: add-on services that keep nothing
 
 
 @pytest.fixture(scope="package")
@@ -33,6 +34,7 @@ def lab():
     swarm = SwarmLab(workers=2)
     try:
         swarm.label(swarm.workers[0].node_id, *LARGE.split("="))
+        swarm.label(swarm.workers[1].node_id, *SERVICES_NODE.split("="))
         yield swarm
     finally:
         swarm.close()
@@ -65,7 +67,8 @@ def swarm_hub(lab, base_image, tmp_path_factory):
             # ``tljh-rees gc`` and checks what one round removes
             "gc": {"interval": 86400},
             "swarm": {"enabled": True, "registry_port": port,
-                      "placement": {"large": [LARGE], "doomed": [DOOMED]}},
+                      "placement": {"large": [LARGE], "doomed": [DOOMED]},
+                      "service_placement": [SERVICES_NODE]},
         })
         hub.registry = registry
         yield hub

@@ -4,6 +4,7 @@ on an overlay network), and the user's next server runs on the new node with the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,12 @@ from tests.helpers import stop_server, wait_ready
 from tests.swarm.conftest import RUN
 from tests.swarm.test_core import service_node, start, through_proxy
 from tests.swarm_support import run
+
+
+def service_image(lab, user: str) -> str:
+    """The image of the user's running server, which its node has pulled."""
+    spec = json.loads(run("docker", "service", "inspect", f"rees-swarm-{user}--s1").stdout)
+    return spec[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
 
 
 def cli(hub, *args: str) -> subprocess.CompletedProcess:
@@ -41,6 +48,13 @@ def test_move_home_copies_the_files_and_the_next_server_follows(lab, swarm_hub,
                             method="PUT", json={"type": "file", "format": "text",
                                                 "content": content})
         assert put.status_code in (200, 201), put.text
+    # a persistent service's data on the home node (as PostgreSQL leaves them: its own
+    # owner, a private folder), made there with the worker's own engine
+    image = service_image(lab, user)
+    w1, w2 = lab.workers[0], lab.workers[1]
+    postgres_volume = f"rees-swarm{RUN}-{user}-postgres"
+    w1.docker("run", "--rm", "--user", "0", "-v", f"{postgres_volume}:/data", image, "sh",
+              "-c", "echo 15 > /data/PG_VERSION && chown -R 999:999 /data && chmod 700 /data")
     # not while a server writes there
     busy = cli(swarm_hub, "move-home", user, "rees-swarm-w2")
     assert busy.returncode == 1 and "stop them first" in busy.stderr, busy.stderr
@@ -52,6 +66,7 @@ def test_move_home_copies_the_files_and_the_next_server_follows(lab, swarm_hub,
     moved = cli(swarm_hub, "move-home", user, "rees-swarm-w2")
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert f"{user}'s files are now on rees-swarm-w2" in moved.stdout
+    assert f"copying {postgres_volume}" in moved.stdout, moved.stdout
     assert "sent " in moved.stdout and "received " in moved.stdout, moved.stdout
     # the copy's tasks and network are gone
     assert not run("docker", "service", "ls", "-q", "--filter",
@@ -74,6 +89,10 @@ def test_move_home_copies_the_files_and_the_next_server_follows(lab, swarm_hub,
                                             "content": "mine\n"})
     assert put.status_code in (200, 201), put.text
     stop_server(swarm_hub, user, "s2", token=token)
+    # the service's data came along, with their owner and mode
+    copied = w2.docker("run", "--rm", "--user", "0", "-v", f"{postgres_volume}:/data", image,
+                       "stat", "-c", "%u:%g %a", "/data", "/data/PG_VERSION").stdout.split("\n")
+    assert copied[:2] == ["999:999 700", "999:999 644"], copied
     # forgetting a home node that is up is refused: its files are there
     forget = cli(swarm_hub, "forget-home", user)
     assert forget.returncode == 1 and "move-home" in forget.stderr, forget.stderr

@@ -6,6 +6,12 @@ The network is ``internal``: nothing on it is published on a host port or reacha
 from the Hub's bridge, where every other server lives. Only the server it belongs to
 joins it. Passwords are made here for each launch and reach the service only through its
 environment (never a command line or a label) and the server through its environment.
+
+What a service gets (command, password, limits, volume, labels: :class:`ServiceLaunch`),
+the passwords and connection details (:meth:`ServiceRunner.plan`), the order of a start
+and what a failure reports are decided here once; multi-node mode's runner
+(``swarm/services.py``) replaces only the parts that run things: the network, one
+service, and stopping.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Callable
 from docker.errors import APIError, NotFound
 
 from .. import LABEL_PREFIX
-from .kinds import PASSWORD_ENV, ServiceCatalog
+from .kinds import PASSWORD_ENV, ServiceCatalog, ServiceKind
 
 OWNER_LABEL = LABEL_PREFIX + "services-of"  # the notebook container's name
 SERVICE_LABEL = LABEL_PREFIX + "service"
@@ -37,6 +43,53 @@ class Running:
     network: str
     env: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)  # by service name
+    secret: dict = field(default_factory=dict)  # multi-node: the Swarm secret {ID, Name}
+
+    def env_text(self) -> str:
+        """``~/.rees/services.env``: one ``KEY=value`` a line."""
+        return "".join(f"{key}={value}\n" for key, value in sorted(self.env.items()))
+
+
+@dataclass(frozen=True)
+class ServiceLaunch:
+    """One service of one server, as it is to run, wherever it runs."""
+
+    server: str  # the notebook server's container (or Swarm service) name
+    user: str
+    network: str
+    kind: ServiceKind
+    version: str
+    params: dict
+    password: str
+    image: str
+    volume: str  # '' when its data need not outlive it
+    memory: int
+    cpu: float
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    @property
+    def object_name(self) -> str:
+        return f"{self.server}--{self.name}"
+
+    def command(self) -> list[str]:
+        return self.kind.command(self.version, self.params)
+
+    def environment(self) -> dict[str, str]:
+        return {PASSWORD_ENV: self.password}  # the only place the password goes
+
+    def labels(self) -> dict[str, str]:
+        return {OWNER_LABEL: self.server, SERVICE_LABEL: self.name,
+                LABEL_PREFIX + "user": self.user}
+
+
+def failure_message(name: str, log_text: str, password: str, why: str) -> str:
+    """Why service ``name`` did not start, with its last log lines, password hidden."""
+    lines = [line.replace(password, "[secret]") for line in log_text.splitlines() if line]
+    shown = "\n".join(lines[-LOG_LINES:]) or "(no output)"
+    return f"The {name} service did not start ({why}). Its last lines:\n{shown}"
 
 
 class ServiceRunner:
@@ -46,7 +99,7 @@ class ServiceRunner:
                  health_timeout: float = 90, progress: Callable[[str], None] = lambda m: None):
         self.api = api
         self.catalog = catalog
-        self.image_for = image_for  # (kind name, version) -> an image tag that exists
+        self.image_for = image_for  # (kind name, version) -> a local image
         self.health_timeout = health_timeout
         self.progress = progress
 
@@ -65,22 +118,39 @@ class ServiceRunner:
             running.env.update(kind.connection_env(spec["name"], password, spec["params"]))
         return running
 
-    async def start(self, server: str, user: str, services: list[dict], volume_for,
-                    running: Running) -> None:
-        """Start ``services`` (normalized: name, version, params) as ``running`` planned,
-        for the notebook container named ``server`` of ``user``, and wait until they are
-        healthy. ``volume_for(name)`` names a service's persistent volume. On any failure
-        everything started here is removed, then the error raised."""
-        await self.stop(server)  # what a crash may have left of an earlier start
+    async def open(self, server: str, user: str, running: Running) -> None:
+        """Before the notebook server starts: remove what a crash may have left of an
+        earlier start, and make the network (a Swarm service names its networks when it
+        is made). On failure nothing is left."""
+        await self.stop(server)
         try:
             await asyncio.to_thread(self._network, running.network, server, user)
-            await asyncio.gather(*(
-                self._start_one(server, user, running.network, spec, volume_for,
-                                running.passwords[spec["name"]])
-                for spec in services))
         except BaseException:
             await self.stop(server)
             raise
+
+    async def start(self, server: str, user: str, services: list[dict], volume_for,
+                    running: Running) -> None:
+        """Start ``services`` (normalized: name, version, params) on the network ``open``
+        made, as ``running`` planned, for the notebook server named ``server`` of
+        ``user``, and wait until they are healthy. ``volume_for(name)`` names a service's
+        persistent volume ('' for none). On any failure everything started here is
+        removed, then the error raised."""
+        started = [asyncio.ensure_future(self._start_one(
+            server, user, running.network, spec, volume_for, running.passwords[spec["name"]]))
+            for spec in services]
+        try:
+            await asyncio.gather(*started)
+        except BaseException:
+            for one in started:  # the others stop waiting too
+                one.cancel()
+            await asyncio.gather(*started, return_exceptions=True)
+            await self._abandon(server)
+            raise
+
+    async def _abandon(self, server: str) -> None:
+        """After a failed start: remove what ``start`` made."""
+        await self.stop(server)
 
     def _network(self, network: str, server: str, user: str) -> None:
         self.api.create_network(network, driver="bridge", internal=True, labels={
@@ -91,48 +161,56 @@ class ServiceRunner:
         kind = self.catalog.kind(name)
         site = self.catalog.settings(name)
         self.progress(f"starting {name} {version}")
-        image = await asyncio.to_thread(self.image_for, name, version)
+        image = await self._image(name, version)
+        memory, cpu = self.catalog.needs(name)
+        launch = ServiceLaunch(server, user, network, kind, version, spec["params"],
+                               password, image, volume_for(name) if site.persistent else "",
+                               memory, cpu)
+        await self._run(launch)
+        self.progress(f"{name} {version} is ready")
+
+    async def _image(self, name: str, version: str) -> str:
+        """The image a service of kind ``name`` runs (made on this machine if missing)."""
+        return await asyncio.to_thread(self.image_for, name, version)
+
+    async def _run(self, launch: ServiceLaunch) -> None:
+        """Run one service and return once it is healthy (ServiceFailed if not)."""
+        kind = launch.kind
         mounts, tmpfs = {}, {}
-        if site.persistent:  # a new volume takes the image's owner of data_dir
-            mounts[volume_for(name)] = {"bind": kind.data_dir, "mode": "rw"}
+        if launch.volume:  # a new volume takes the image's owner of data_dir
+            mounts[launch.volume] = {"bind": kind.data_dir, "mode": "rw"}
         else:
             tmpfs[kind.data_dir] = kind.tmpfs_options()
-        container = f"{server}--{name}"
-        await asyncio.to_thread(self._remove, container)
+        await asyncio.to_thread(self._remove, launch.object_name)
 
         def create() -> str:
             host = self.api.create_host_config(
-                binds=mounts, tmpfs=tmpfs, network_mode=network,
-                mem_limit=site.memory or kind.default_memory,
-                nano_cpus=int((site.cpu or kind.default_cpu) * 1e9),
+                binds=mounts, tmpfs=tmpfs, network_mode=launch.network,
+                mem_limit=launch.memory, nano_cpus=int(launch.cpu * 1e9),
                 security_opt=["no-new-privileges"], cap_drop=["NET_RAW"])
             networking = self.api.create_networking_config({
-                network: self.api.create_endpoint_config(aliases=[name])})
+                launch.network: self.api.create_endpoint_config(aliases=[launch.name])})
             made = self.api.create_container(
-                image, command=kind.command(version, spec["params"]), name=container,
-                environment={PASSWORD_ENV: password}, stop_signal=kind.stop_signal,
-                labels={OWNER_LABEL: server, SERVICE_LABEL: name,
-                        LABEL_PREFIX + "user": user},
-                host_config=host, networking_config=networking)
+                launch.image, command=launch.command(), name=launch.object_name,
+                environment=launch.environment(), stop_signal=kind.stop_signal,
+                labels=launch.labels(), host_config=host, networking_config=networking)
             self.api.start(made["Id"])
             return made["Id"]
 
         container_id = await asyncio.to_thread(create)
-        await self._until_healthy(name, kind, container_id, password)
-        self.progress(f"{name} {version} is ready")
+        await self._until_healthy(launch, container_id)
 
-    async def _until_healthy(self, name, kind, container_id, password) -> None:
+    async def _until_healthy(self, launch: ServiceLaunch, container_id) -> None:
         deadline = time.monotonic() + self.health_timeout
         while True:
             state = await asyncio.to_thread(self.api.inspect_container, container_id)
             if not state["State"]["Running"]:
-                raise ServiceFailed(self._failure(name, container_id, password, "it stopped"))
-            if await asyncio.to_thread(self._healthy, kind, container_id):
+                raise ServiceFailed(self._failure(launch, container_id, "it stopped"))
+            if await asyncio.to_thread(self._healthy, launch.kind, container_id):
                 return
             if time.monotonic() > deadline:
                 raise ServiceFailed(self._failure(
-                    name, container_id, password,
-                    f"not healthy after {self.health_timeout:g} s"))
+                    launch, container_id, f"not healthy after {self.health_timeout:g} s"))
             await asyncio.sleep(0.3)
 
     def _healthy(self, kind, container_id) -> bool:
@@ -140,14 +218,12 @@ class ServiceRunner:
         self.api.exec_start(exec_id)
         return self.api.exec_inspect(exec_id)["ExitCode"] == 0
 
-    def _failure(self, name, container_id, password, why) -> str:
+    def _failure(self, launch: ServiceLaunch, container_id, why) -> str:
         try:
             text = self.api.logs(container_id, tail=LOG_LINES).decode("utf-8", "replace")
         except APIError:
             text = ""
-        lines = [line.replace(password, "[secret]") for line in text.splitlines() if line]
-        shown = "\n".join(lines[-LOG_LINES:]) or "(no output)"
-        return f"The {name} service did not start ({why}). Its last lines:\n{shown}"
+        return failure_message(launch.name, text, launch.password, why)
 
     def _remove(self, container: str) -> None:
         try:

@@ -4,13 +4,14 @@
   project runs, the lines that make the new machine's engine trust the project's CA (so
   it can pull builds). The join token lets a machine join: the output is for the admin's
   terminal only.
-- ``move-home USER NODE`` copies a user's files to another node (swarm/homes.py), e.g.
-  before draining the node that holds them.
+- ``move-home USER NODE`` copies a user's files (and their persistent services' data) to
+  another node (swarm/homes.py), e.g. before draining the node that holds them.
 - ``forget-home USER`` drops the record of a home node that is gone for good.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import sys
@@ -135,7 +136,10 @@ def cmd_move_home(args) -> int:
             api.login(auth["username"], auth["password"], registry=registry.address,
                       reauth=True)
         started = time.monotonic()
-        sent = move(api, home, target[0].id, image, say=print)
+        # persistent services keep their data beside the files: <volume>-<kind>
+        service_volumes = tuple(f"{home.volume}-{s.name}" for s in settings.services
+                                if s.enabled and s.persistent)
+        sent = asyncio.run(move(api, home, target[0].id, image, service_volumes, say=print))
     except (HomeError, NotInSwarm, RegistryUnavailable) as e:
         print(e, file=sys.stderr)
         return 1

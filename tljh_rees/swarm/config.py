@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 KEYS = {"enabled", "advertise_address", "registry", "registry_port", "registry_username",
-        "registry_password", "placement"}
+        "registry_password", "placement", "service_placement"}
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*=[A-Za-z0-9._-]+$")
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
@@ -28,6 +28,8 @@ class SwarmSettings:
     registry_password: str = field(default="", repr=False)
     # profile name → node labels ("key=value") a server of that profile must run on
     placement: dict = field(default_factory=dict)
+    # node labels of the nodes that run add-on services whose data need not persist
+    service_placement: tuple = ()
 
 
 def _label_list(value) -> tuple[str, ...]:
@@ -75,6 +77,8 @@ def parse_swarm(r, raw: dict, path: str, checks: dict, profiles: tuple) -> Swarm
         registry_password=r.get(raw, "registry_password", path, "", checks["string"],
                                 "a password"),
         placement=placement,
+        service_placement=r.get(raw, "service_placement", path, (), _label_list,
+                                "a list of node labels like services=true"),
     )
     if settings.registry and bool(settings.registry_username) != bool(
             settings.registry_password):

@@ -17,6 +17,7 @@ starts with an empty volume wherever it fits.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -27,11 +28,11 @@ from docker.types import (ContainerSpec, EndpointSpec, Mount, Placement, Restart
                           TaskTemplate)
 
 from .. import LABEL_PREFIX
+from .tasks import FINISHED, TaskTimeout, Unschedulable, wait_task
 
 HOME_LABEL = LABEL_PREFIX + "home-node-of"  # the user whose home node a config records
 NODE_LABEL = LABEL_PREFIX + "node"
 PORT = 7070
-FINISHED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 
 # Run by the helper image's python3 as root, with the volume at /volume.
 RECEIVE = f"""
@@ -61,6 +62,7 @@ else:
     sys.exit("the receiving task never answered")
 size = 0
 with connection.makefile("wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
+    tar.add("/volume", ".", recursive=False)  # the volume's own owner and mode too
     for folder, dirs, files in os.walk("/volume"):
         for name in [*dirs, *files]:
             path = os.path.join(folder, name)
@@ -122,11 +124,13 @@ def running_servers(api: docker.APIClient, user: str) -> list[str]:
         "label": f"{LABEL_PREFIX}user={user}"})]
 
 
-def move(api: docker.APIClient, home: Home, to_node: str, image: str,
-         say: Callable[[str], None] = lambda line: None, timeout: float = 3600) -> str:
-    """Copy ``home``'s volume to node ``to_node`` (an id) and record it there; returns
-    the sender's last line (what was sent). The user must have no server running."""
-    servers = running_servers(api, home.user)
+async def move(api: docker.APIClient, home: Home, to_node: str, image: str,
+               service_volumes: tuple[str, ...] = (),
+               say: Callable[[str], None] = lambda line: None, timeout: float = 3600) -> str:
+    """Copy ``home``'s volume, and the user's persistent service volumes named in
+    ``service_volumes`` (e.g. ``<volume>-postgres``), to node ``to_node`` (an id), then
+    record it there; returns what was sent. The user must have no server running."""
+    servers = await asyncio.to_thread(running_servers, api, home.user)
     if servers:
         raise HomeError(f"{home.user} has servers running ({', '.join(servers)}); stop "
                         "them first, so that nothing writes while the files move")
@@ -134,43 +138,61 @@ def move(api: docker.APIClient, home: Home, to_node: str, image: str,
         raise HomeError(f"{home.user}'s files are on that node already")
     tag = f"rees-move-{home.volume}"[:50]
     network = f"{tag}-net"
-    api.create_network(network, driver="overlay", internal=True,
-                       labels={HOME_LABEL: home.user})
+    await asyncio.to_thread(api.create_network, network, driver="overlay", internal=True,
+                            labels={HOME_LABEL: home.user})
+    deadline = time.monotonic() + timeout
+    sent = []
     try:
-        receiver = _task(api, f"{tag}-to", image, RECEIVE, [], home, to_node, network,
-                         read_only=False)
-        sender = _task(api, f"{tag}-from", image, SEND, [f"{tag}-to"], home, home.node_id,
-                       network, read_only=True)
-        say(f"copying {home.volume}: node {home.node_id[:12]} → node {to_node[:12]}")
-        deadline = time.monotonic() + timeout
-        for name in (sender, receiver):
-            state, error = _wait(api, name, deadline)
-            lines = _logs(api, name)
-            if state != "complete":
-                raise HomeError(f"the copy failed ({name}: {error or state}): "
-                                f"{lines[-1] if lines else 'no output'}; the files are "
-                                "still on the old node, which stays their home")
-            say(lines[-1] if lines else f"{name} done")
-        forget(api, home.volume)
-        remember(api, home.volume, to_node, home.user)
-        return _logs(api, sender)[-1]
+        for volume in (home.volume, *service_volumes):
+            say(f"copying {volume}: node {home.node_id[:12]} → node {to_node[:12]}")
+            sent.append(f"{volume}: {await _copy(api, tag, network, image, home, volume, to_node, deadline, say)}")
+        await asyncio.to_thread(forget, api, home.volume)
+        await asyncio.to_thread(remember, api, home.volume, to_node, home.user)
+        return "; ".join(sent)
     finally:
-        for name in (f"{tag}-from", f"{tag}-to"):
-            try:
-                api.remove_service(name)
-            except NotFound:
-                pass
-        _remove_network(api, network)
+        await asyncio.to_thread(_remove_services, api, (f"{tag}-from", f"{tag}-to"))
+        await asyncio.to_thread(_remove_network, api, network)
 
 
-def _task(api, name, image, script, args, home, node_id, network, read_only) -> str:
-    try:
-        api.remove_service(name)  # what an interrupted move left
-    except NotFound:
-        pass
+async def _copy(api, tag, network, image, home, volume, to_node, deadline, say) -> str:
+    """One volume from the home node to ``to_node``: the receiver, then the sender."""
+    receiver, sender = f"{tag}-to", f"{tag}-from"
+    await asyncio.to_thread(_task, api, receiver, image, RECEIVE, [], home, volume, to_node,
+                            network, False)
+    await asyncio.to_thread(_task, api, sender, image, SEND, [receiver], home, volume,
+                            home.node_id, network, True)
+    for name in (sender, receiver):
+        try:
+            task = await wait_task(api, name, lambda state: state in FINISHED,
+                                   unschedulable_grace=30,
+                                   expired=lambda _: time.monotonic() > deadline)
+            state, error = task["Status"]["State"], task["Status"].get("Err") or ""
+        except (Unschedulable, TaskTimeout) as e:
+            state, error = "not run", str(e)
+        lines = await asyncio.to_thread(_logs, api, name)
+        if state != "complete":
+            raise HomeError(f"the copy of {volume} failed ({name}: {error or state}): "
+                            f"{lines[-1] if lines else 'no output'}; the files are still "
+                            "on the old node, which stays their home")
+        say(lines[-1] if lines else f"{name} done")
+    result = (await asyncio.to_thread(_logs, api, sender) or ["sent"])[-1]
+    await asyncio.to_thread(_remove_services, api, (sender, receiver))
+    return result
+
+
+def _remove_services(api, names) -> None:
+    for name in names:
+        try:
+            api.remove_service(name)
+        except NotFound:
+            pass
+
+
+def _task(api, name, image, script, args, home, volume, node_id, network, read_only) -> str:
+    _remove_services(api, (name,))  # what an interrupted move left
     spec = TaskTemplate(
         ContainerSpec(image, ["python3", "-c", script, *args], user="0:0",
-                      mounts=[Mount("/volume", home.volume, type="volume",
+                      mounts=[Mount("/volume", volume, type="volume",
                                     read_only=read_only, no_copy=True,
                                     labels={LABEL_PREFIX + "user": home.user})]),
         placement=Placement(constraints=[f"node.id=={node_id}"]),
@@ -178,17 +200,6 @@ def _task(api, name, image, script, args, home, node_id, network, read_only) -> 
     api.create_service(spec, name=name, labels={HOME_LABEL: home.user},
                        endpoint_spec=EndpointSpec(mode="dnsrr"))
     return name
-
-
-def _wait(api, service: str, deadline: float) -> tuple[str, str]:
-    while time.monotonic() < deadline:
-        tasks = api.tasks(filters={"service": service})
-        if tasks:
-            status = max(tasks, key=lambda t: t["CreatedAt"])["Status"]
-            if status["State"] in FINISHED:
-                return status["State"], status.get("Err") or ""
-        time.sleep(0.5)
-    return "timed out", ""
 
 
 def _logs(api, service: str) -> list[str]:

@@ -67,6 +67,7 @@ def configure_swarm(c: Config, settings: Settings) -> None:
     c.ReesSwarmSpawner.registry_username = registry.username
     c.ReesSwarmSpawner.registry_password = registry.password
     c.ReesSwarmSpawner.placement = {k: list(v) for k, v in settings.swarm.placement.items()}
+    c.ReesSwarmSpawner.service_placement = list(settings.swarm.service_placement)
     c.ReesSwarmSpawner.helper_image = BaseImageRecipe(
         mirror=settings.base_image_mirror).rootfs_tag()
     if settings.lab_extension:

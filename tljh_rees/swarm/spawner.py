@@ -19,7 +19,9 @@ ReesSpawner); only where differs:
   server of that user is pinned to the home node. If that node is down, the launch fails
   saying so: the files are there, and a server elsewhere would show an empty folder.
 - a server whose node goes down is reported stopped (the task is not moved elsewhere:
-  restart condition ``none``).
+  restart condition ``none``);
+- **add-on services** are Swarm services too (swarm/services.py), on an overlay network
+  of the server's that its spec lists, with the connection file as a per-launch secret.
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
-import time
 from typing import ClassVar
 
 from docker.errors import APIError, DockerException, NotFound
-from docker.types import (ContainerSpec, Mount, Placement, Resources, RestartPolicy,
-                          TaskTemplate)
+from docker.types import (ContainerSpec, Mount, NetworkAttachmentConfig, Placement,
+                          Resources, RestartPolicy, TaskTemplate)
 from dockerspawner import SwarmSpawner
 from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
@@ -44,9 +45,9 @@ from .lab import volume_name as lab_volume
 from .homes import home_of, remember
 from .nodes import node
 from .registry import Registry, RegistryUnavailable, push
+from .services import SERVICES_ENV, SwarmServiceRunner, secret_mount
+from .tasks import FINISHED, Unschedulable, wait_task
 
-UNSCHEDULABLE = "no suitable node"
-FINISHED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 
 
 class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
@@ -255,12 +256,6 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
                                    no_copy=True))
         return found
 
-    async def _choose(self) -> None:
-        await super()._choose()
-        if self.service_specs:  # refused before anything starts
-            raise hub_error(409, "Add-on services (databases) are not available in "
-                                 "multi-node mode yet; choose an environment without them.")
-
     async def _registry_image(self) -> str:
         """What every node pulls: an environment's image as the catalog recorded it in
         the registry, or a plain local image (an admin's template image, the site's
@@ -281,7 +276,61 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         self.extra_endpoint_spec = {"ports": {None: (self.port, "tcp", "host")}}
         self.extra_task_spec = {"restart_policy": RestartPolicy(condition="none"),
                                 "resources": self.resources()}
+        self._spec_services()
         return await super()._start_container()
+
+    # -- add-on services (swarm/services.py) --------------------------------------------
+
+    service_placement = List(Unicode(), config=True,
+                             help="Node labels (key=value) of the nodes that run add-on "
+                                  "services whose data need not persist "
+                                  "(rees.swarm.service_placement).")
+
+    @property
+    def service_runner(self) -> SwarmServiceRunner:
+        if self._service_runner is None:
+            self._service_runner = SwarmServiceRunner(
+                self.client, self.catalog.services, self.service_image,
+                health_timeout=self.service_health_timeout, progress=self.note_progress,
+                publish=self._pushed_image, home_node=lambda: self.home_node,
+                constraints=self.extra_constraints, labels=self.service_placement,
+                unschedulable_grace=self.unschedulable_grace)
+        return self._service_runner
+
+    def service_volume(self, service: str) -> str:
+        """A temporary user has no home node: their services keep nothing."""
+        return "" if self.temporary else super().service_volume(service)
+
+    def _spec_services(self) -> None:
+        """The server's spec names its services' network (beside the node's bridge, for
+        its port and the Hub) and mounts its launch's secret as ~/.rees/services.env."""
+        running = self._services_running
+        spec = {k: v for k, v in self.extra_container_spec.items() if k != "secrets"}
+        mine = [s for s in self.extra_container_spec.get("secrets") or []
+                if not str(s.get("File", {}).get("Name", "")).endswith(SERVICES_ENV)]
+        if running is not None:
+            home, uid, gid = self._account
+            mine.append(secret_mount(running, home, uid, gid))
+            self.extra_task_spec["networks"] = [
+                "bridge", NetworkAttachmentConfig(running.network)]
+        if mine:
+            spec["secrets"] = mine
+        self.extra_container_spec = spec
+
+    async def _open_services(self, running) -> None:
+        """What a crash left of this server goes first: its service would hold the old
+        network."""
+        await self._remove_service(self.service_name)
+        await super()._open_services(running)
+
+    async def _join_services(self) -> None:
+        """Nothing to do: the spec already named the network and the secret."""
+
+    async def _stop_services(self) -> None:
+        """The server's own service first (a failed start leaves it): its task holds the
+        network until it is gone."""
+        await self._remove_service(self.service_name)
+        await super()._stop_services()
 
     async def start_object(self):
         task = await self._wait_task(self.service_name, until_done=False)
@@ -301,24 +350,14 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
     async def _wait_task(self, service: str, until_done: bool) -> dict:
         """The service's task once it runs (or, ``until_done``, once it ended); fails
         soon when no node fits, with Swarm's reason."""
-        unschedulable_since = None
-        pause = 0.2
-        while True:
-            tasks = await self.docker("tasks", filters={"service": service})
-            task = max(tasks, key=lambda t: t["CreatedAt"]) if tasks else None
-            if task is not None:
-                status = task["Status"]
-                state = status["State"]
-                if state in FINISHED or (state == "running" and not until_done):
-                    return task
-                if state == "pending" and UNSCHEDULABLE in (status.get("Err") or ""):
-                    unschedulable_since = unschedulable_since or time.monotonic()
-                    if time.monotonic() - unschedulable_since > self.unschedulable_grace:
-                        await self._remove_service(service)
-                        raise hub_error(503, f"No node can take this server now: "
-                                             f"{status['Err']}")
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 2)
+        try:
+            return await wait_task(
+                self.client, service,
+                lambda state: state in FINISHED or (state == "running" and not until_done),
+                self.unschedulable_grace)
+        except Unschedulable as e:
+            await self._remove_service(service)
+            raise hub_error(503, f"No node can take this server now: {e}") from None
 
     async def get_ip_and_port(self):
         """The node's address and the port published there (host mode)."""
