@@ -78,11 +78,14 @@ def swarm_hub(lab, base_image, tmp_path_factory):
         for pid in pids_mentioning(os.path.join(state_dir, "rees", "swarm")):  # the registry
             os.kill(pid, signal.SIGKILL)
         remove_built_images(os.path.join(state_dir, "rees", "rees.sqlite"))
-        # what servers on the manager pulled from the registry (by digest, untagged)
-        pulled = run("docker", "images", "-q", "--filter",
-                     f"reference={registry}/*/*").stdout.split()
+        # what tasks on the manager pulled from the registry (by digest, untagged): only
+        # those references go (by id, the helper and base images would go with them)
+        pulled = {line for pattern in (f"{registry}/*/*", f"{registry}/*/*/*")
+                  for line in run("docker", "images", "--digests", "--format",
+                                  "{{.Repository}}@{{.Digest}}", "--filter",
+                                  f"reference={pattern}").stdout.split()}
         if pulled:
-            run("docker", "rmi", "-f", *set(pulled), check=False)
+            run("docker", "rmi", *pulled, check=False)
         shutil.rmtree(os.path.join(CERTS_D, registry), ignore_errors=True)
         volumes = run("docker", "volume", "ls", "-q", "--filter",
                       f"name=rees-swarm{RUN}-").stdout.split()
