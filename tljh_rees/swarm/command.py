@@ -102,6 +102,8 @@ def _one_home(api, user: str):
 
 
 def cmd_move_home(args) -> int:
+    from docker.errors import DockerException
+
     from ..engine.baseimage import BaseImageRecipe
     from .homes import HomeError, move
     from .hub import registry_for, swarm_address
@@ -142,6 +144,10 @@ def cmd_move_home(args) -> int:
         sent = asyncio.run(move(api, home, target[0].id, image, service_volumes, say=print))
     except (HomeError, NotInSwarm, RegistryUnavailable) as e:
         print(e, file=sys.stderr)
+        return 1
+    except DockerException as e:
+        print(f"the swarm refused a step of the move: {getattr(e, 'explanation', '') or e}; "
+              "the files stay where they were", file=sys.stderr)
         return 1
     print(f"{args.user}'s files are now on {target[0].describe()} ({sent}, "
           f"{time.monotonic() - started:.1f} s); the old copy of {home.volume} stays on "

@@ -18,6 +18,7 @@ starts with an empty volume wherever it fits.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -136,7 +137,8 @@ async def move(api: docker.APIClient, home: Home, to_node: str, image: str,
                         "them first, so that nothing writes while the files move")
     if to_node == home.node_id:
         raise HomeError(f"{home.user}'s files are on that node already")
-    tag = f"rees-move-{home.volume}"[:50]
+    # services' names are DNS labels; a volume's name may hold more (e.g. "_")
+    tag = "rees-move-" + hashlib.sha256(home.volume.encode()).hexdigest()[:12]
     network = f"{tag}-net"
     await asyncio.to_thread(api.create_network, network, driver="overlay", internal=True,
                             labels={HOME_LABEL: home.user})
