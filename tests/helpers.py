@@ -343,3 +343,11 @@ def lab_folder(hub, user, token, folder, base_image):
     put_file(hub, user, token, f"{folder}/data/big.csv", "a,b\n" * 100)
     put_file(hub, user, token, f"{folder}/run.log", "noise\n")
     put_file(hub, user, token, f"{folder}/keep.log", "kept\n")
+
+
+def clients_dockerfile(base_image: str) -> str:
+    """A Dockerfile of ``base_image`` with psql and redis-cli, to query a server's add-on
+    services from inside it."""
+    return (f"FROM {base_image}\nUSER root\n"
+            "RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+            "postgresql-client redis-tools && rm -rf /var/lib/apt/lists/*\nUSER jovyan\n")

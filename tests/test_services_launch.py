@@ -14,7 +14,7 @@ import pytest
 import requests
 from escapism import escape
 
-from tests.helpers import GitRepo, wait_for
+from tests.helpers import GitRepo, clients_dockerfile, wait_for
 
 SERVICES = [{"name": "postgres", "version": "15", "params": {"database": "course"}},
             {"name": "redis"}]
@@ -26,10 +26,7 @@ def client_environment(od_hub, base_image, tmp_path_factory):
     """An environment with psql and redis-cli, to query the services from the server."""
     repo = GitRepo(str(tmp_path_factory.mktemp("services-repo")))
     name = f"with-clients-{od_hub.run}"
-    repo.commit({"Dockerfile": f"FROM {base_image}\nUSER root\n"
-                               "RUN apt-get update -qq && apt-get install -y -qq "
-                               "--no-install-recommends postgresql-client redis-tools "
-                               "&& rm -rf /var/lib/apt/lists/*\nUSER jovyan\n"})
+    repo.commit({"Dockerfile": clients_dockerfile(base_image)})
     r = od_hub.rees("POST", "builds", json={"repo": repo.url, "name": name})
     assert r.status_code == 202, r.text
     build = wait_for(lambda: (b := od_hub.rees("GET", f"builds/{r.json()['id']}").json())[

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.helpers import GitRepo, wait_build, wait_for, wait_ready
+from tests.helpers import GitRepo, clients_dockerfile, wait_build, wait_for, wait_ready
 from tests.swarm.conftest import RUN
 from tests.swarm.test_core import failure, progress, registry_ref, service_node, start
 from tests.swarm_support import run
@@ -30,10 +30,7 @@ def client_environment(swarm_hub, base_image, tmp_path_factory):
     """An environment declaring both services, with psql and redis-cli to query them."""
     repo = GitRepo(str(tmp_path_factory.mktemp("swarm-services-repo")))
     name = f"swarm-svc-{RUN}"
-    repo.commit({"Dockerfile": f"FROM {base_image}\nUSER root\n"
-                               "RUN apt-get update -qq && apt-get install -y -qq "
-                               "--no-install-recommends postgresql-client redis-tools "
-                               "&& rm -rf /var/lib/apt/lists/*\nUSER jovyan\n",
+    repo.commit({"Dockerfile": clients_dockerfile(base_image),
                  ".rees/services.json": json.dumps(SERVICES)})
     r = swarm_hub.rees("POST", "builds", json={"repo": repo.url, "name": name})
     assert r.status_code == 202, r.text
