@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import docker.errors
 
+from ..swarm.registry import RegistryUnavailable, by_digest, pull  # multi-node mode
 from .errors import ExportError
 from .progress import Progress
 from .tools import raise_for_failure, require
@@ -136,22 +137,14 @@ def pull_if_gone(api: docker.APIClient, image_id: str, tag: str, registry_ref: s
         return False
     except docker.errors.ImageNotFound:
         pass
-    name, _, digest = registry_ref.partition("@")
-    if not digest:
+    if not by_digest(registry_ref)[1]:
         return False  # not by digest: convert's own error names the missing image
-    if ":" in name.rsplit("/", 1)[-1]:
-        name = name.rsplit(":", 1)[0]
     progress.step(f"This machine no longer has the image; pulling {registry_ref} from "
                   "the registry")
     try:
-        for entry in api.pull(name, tag=digest, stream=True, decode=True,
-                              auth_config=auth_config):
-            if entry.get("error"):
-                why = (entry.get("errorDetail") or {}).get("message") or entry["error"]
-                raise ExportError(f"pulling {registry_ref} from the registry failed: {why}")
-        pulled = api.inspect_image(f"{name}@{digest}")["Id"]
-    except docker.errors.DockerException as e:
-        raise ExportError(f"pulling {registry_ref} from the registry failed: {e}") from None
+        pulled = pull(api, registry_ref, auth_config)
+    except RegistryUnavailable as e:
+        raise ExportError(str(e)) from None
     if pulled != image_id:
         raise ExportError(f"the registry's {registry_ref} is image {pulled[:19]}, not the "
                           f"environment's {image_id[:19]}; rebuild it")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import bcrypt
+import docker
 import yaml
 
 from .ca import ensure_server_certificate
@@ -34,7 +35,7 @@ LOCK_DIR = "/run/tljh-rees"
 
 
 class RegistryUnavailable(RuntimeError):
-    """The registry did not take an image; the message says which and why."""
+    """The registry did not take or give an image; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -189,3 +190,29 @@ def _push(api, image: str, registry: Registry, on_line: Callable[[str], None]) -
         raise RegistryUnavailable(f"the registry {registry.address} did not take the image: "
                                   f"{error or 'no digest in the answer'}")
     return f"{repository}:{tag}@{digest}"
+
+
+def by_digest(ref: str) -> tuple[str, str]:
+    """(repository with its host, digest) of ``host:port/repo:tag@sha256:…`` as the
+    catalog records it; ("", "") for a reference without a digest."""
+    name, _, digest = ref.partition("@")
+    if not digest:
+        return "", ""
+    if ":" in name.rsplit("/", 1)[-1]:  # a tag, not the host's port
+        name = name.rsplit(":", 1)[0]
+    return name, digest
+
+
+def pull(api, ref: str, auth_config: dict | None) -> str:
+    """Pull ``ref`` (by digest) onto this machine's engine; returns its image id."""
+    name, digest = by_digest(ref)
+    try:
+        for entry in api.pull(name, tag=digest, stream=True, decode=True,
+                              auth_config=auth_config):
+            if entry.get("error"):
+                why = (entry.get("errorDetail") or {}).get("message") or entry["error"]
+                raise RegistryUnavailable(f"pulling {ref} from the registry failed: {why}")
+        return api.inspect_image(f"{name}@{digest}")["Id"]
+    except docker.errors.DockerException as e:
+        raise RegistryUnavailable(f"pulling {ref} from the registry failed: "
+                                  f"{getattr(e, 'explanation', '') or e}") from None

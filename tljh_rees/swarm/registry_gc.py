@@ -34,7 +34,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..engine.images import BUILT_BY_LABEL
 from ..store.models import Build, Environment
-from .registry import REPOSITORY_PREFIX, USER, Registry, registry_lock
+from .registry import REPOSITORY_PREFIX, USER, Registry, by_digest, registry_lock
 
 log = logging.getLogger("tljh_rees.gc")
 
@@ -68,13 +68,10 @@ class Doomed:
 def split_ref(ref: str, address: str) -> tuple[str, str] | None:
     """(repository, digest) of ``host:port/repo:tag@sha256:…`` in the registry at
     ``address``; None for a reference elsewhere or without a digest."""
-    name, _, digest = ref.partition("@")
+    name, digest = by_digest(ref)
     if not digest or not name.startswith(address + "/"):
         return None
-    repository = name[len(address) + 1:]
-    if ":" in repository.rsplit("/", 1)[-1]:
-        repository = repository.rsplit(":", 1)[0]
-    return repository, digest
+    return name[len(address) + 1:], digest
 
 
 def plan(manifests: Iterable[Manifest], keep: set[tuple[str, str]],

@@ -31,7 +31,7 @@ import hashlib
 import html
 from typing import ClassVar
 
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import APIError, NotFound
 from docker.types import (ContainerSpec, Mount, NetworkAttachmentConfig, Placement,
                           Resources, RestartPolicy, TaskTemplate)
 from dockerspawner import SwarmSpawner
@@ -44,7 +44,7 @@ from .lab import lab_image
 from .lab import volume_name as lab_volume
 from .homes import home_of, remember
 from .nodes import node
-from .registry import Registry, RegistryUnavailable, push
+from .registry import Registry, RegistryUnavailable, by_digest, pull, push
 from .services import SERVICES_ENV, SwarmServiceRunner, secret_mount
 from .tasks import FINISHED, Unschedulable, wait_task
 
@@ -116,20 +116,13 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         reads the image's user and home (``_inspect``), so it pulls it back first. False
         when there is nothing to pull."""
         ref = self.launch_plan.registry_ref if self.launch_plan else ""
-        registry = self.registry
-        name, _, digest = ref.partition("@")
-        if not digest:
+        if not by_digest(ref)[1]:
             return False
-        if ":" in name.rsplit("/", 1)[-1]:
-            name = name.rsplit(":", 1)[0]
         self.note_progress("Pulling the environment's image from the registry")
         try:
-            await self.docker("pull", name, tag=digest, auth_config=registry.auth_config())
-            await self.docker("inspect_image", f"{name}@{digest}")
-        except DockerException as e:
-            raise hub_error(503, f"Could not pull the environment's image from the registry "
-                                 f"{registry.address}: {getattr(e, 'explanation', '') or e}"
-                            ) from None
+            await asyncio.to_thread(pull, self.client, ref, self.registry.auth_config())
+        except RegistryUnavailable as e:
+            raise hub_error(503, str(e)) from None
         return True
 
     # -- where ---------------------------------------------------------------------------
