@@ -81,6 +81,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
 
     # per Hub process: a local image's id → its registry reference; a lock per user's volume
     _pushed: ClassVar[dict] = {}
+    _lab_volumes: ClassVar[dict] = {}  # the extension's folder → its volume's name
     _home_locks: ClassVar[dict] = {}
     _logged_in: ClassVar[set] = set()
 
@@ -186,6 +187,16 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             raise hub_error(500, "Multi-node mode has no helper image configured.")
         return await self._pushed_image(self.helper_image)
 
+    def _lab_volume(self) -> str:
+        """The extension's volume, named by a hash of its files: read once per Hub process
+        (the installed extension changes only with an upgrade, which restarts the Hub),
+        not at every launch on the Hub's event loop."""
+        name = self._lab_volumes.get(self.lab_extension_path)
+        if name is None:
+            name = self._lab_volumes[self.lab_extension_path] = lab_volume(
+                self.lab_extension_path)
+        return name
+
     async def _lab_image(self) -> str:
         """The JupyterLab extension's image (swarm/lab.py), made once per version."""
         local = await asyncio.to_thread(lab_image, self.client, self.lab_extension_path,
@@ -205,7 +216,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
             image = await self._helper()
         else:
             image = await self._lab_image()
-            mounts.append(Mount(LAB_MOUNT, lab_volume(self.lab_extension_path),
+            mounts.append(Mount(LAB_MOUNT, self._lab_volume(),
                                 type="volume", read_only=True))
         spec = TaskTemplate(
             ContainerSpec(image, ["chown", f"{uid}:{gid}", "/volume"], user="0:0",
@@ -240,7 +251,7 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
         for source, spec in self.volume_binds.items():
             read_only = spec["mode"].startswith("ro")
             if source == self.lab_extension_path:  # filled on this node by _prepare
-                found.append(Mount(LAB_MOUNT, lab_volume(source), type="volume",
+                found.append(Mount(LAB_MOUNT, self._lab_volume(), type="volume",
                                    read_only=True, no_copy=True))
             elif source.startswith("/"):
                 found.append(Mount(spec["bind"], source, type="bind", read_only=read_only))
