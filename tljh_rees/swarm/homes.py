@@ -147,7 +147,9 @@ async def move(api: docker.APIClient, home: Home, to_node: str, image: str,
     try:
         for volume in (home.volume, *service_volumes):
             say(f"copying {volume}: node {home.node_id[:12]} → node {to_node[:12]}")
-            sent.append(f"{volume}: {await _copy(api, tag, network, image, home, volume, to_node, deadline, say)}")
+            result = await _copy(api, tag, network, image, home, volume, to_node, deadline,
+                                 say)
+            sent.append(f"{volume}: {result}")
         await asyncio.to_thread(forget, api, home.volume)
         await asyncio.to_thread(remember, api, home.volume, to_node, home.user)
         return "; ".join(sent)
