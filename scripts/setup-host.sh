@@ -68,12 +68,25 @@ install_buildx() {
   rm -rf "$d"
 }
 
+# A machine restarted without a clean shutdown keeps dockerd's pid file, and dockerd then
+# refuses to start: remove it when no such process runs under that pid.
+remove_stale_pid_file() {
+  local file=$1 command=$2 pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if [ "$(ps -p "$pid" -o comm= 2>/dev/null)" != "$command" ]; then
+    log "removing $file (no $command runs as pid $pid)"
+    rm -f "$file"
+  fi
+}
+
 start_dockerd() {
   if docker info >/dev/null 2>&1; then return; fi
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl enable --now docker
   else
     log "starting dockerd (log: /var/log/tljh-rees-dockerd.log)"
+    remove_stale_pid_file /var/run/docker.pid dockerd
     setsid nohup dockerd >/var/log/tljh-rees-dockerd.log 2>&1 < /dev/null &
   fi
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return; sleep 0.5; done

@@ -258,3 +258,21 @@ def test_what_a_crash_left_of_a_servers_services_is_replaced(od_hub, template,
     code, out = run_in(server, 'psql "$DATABASE_URL" -tAc "select 1"')
     assert code == 0 and out.strip() == "1", out
     stop(hub, user, app, template)
+
+
+def test_a_service_that_stops_between_two_looks_is_reported_as_stopped(od_hub,
+                                                                        client_environment):
+    """The health check of a container that has just exited is a 409 from the engine,
+    not a crash of the launch: the runner reports that the service stopped."""
+    from tljh_rees.services.kinds import kind_named
+    from tljh_rees.services.runner import ServiceRunner
+
+    engine = docker.from_env()
+    exited = engine.containers.run(server_image(od_hub, client_environment),
+                                   ["sh", "-c", "exit 1"], entrypoint=[], detach=True)
+    try:
+        exited.wait(timeout=60)
+        runner = ServiceRunner(engine.api, catalog=None, image_for=lambda k, v: "")
+        assert runner._healthy(kind_named("postgres"), exited.id) is False
+    finally:
+        exited.remove(force=True)

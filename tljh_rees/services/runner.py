@@ -214,8 +214,15 @@ class ServiceRunner:
             await asyncio.sleep(0.3)
 
     def _healthy(self, kind, container_id) -> bool:
-        exec_id = self.api.exec_create(container_id, kind.health_command())
-        self.api.exec_start(exec_id)
+        """Whether the health command succeeds; not when the container stopped meanwhile
+        (the next look at its state then reports why)."""
+        try:
+            exec_id = self.api.exec_create(container_id, kind.health_command())
+            self.api.exec_start(exec_id)
+        except APIError as error:
+            if error.status_code == 409:  # "container … is not running"
+                return False
+            raise
         return self.api.exec_inspect(exec_id)["ExitCode"] == 0
 
     def _failure(self, launch: ServiceLaunch, container_id, why) -> str:
