@@ -227,6 +227,13 @@ def test_pooled_servers_have_their_services_started_ahead(od_hub, template):
             if c.status == "running"} == {"postgres", "redis"}
     code, out = run_in(server, 'psql "$DATABASE_URL" -tAc "select 40 + 2"')
     assert code == 0 and out.strip() == "42", out
+    # a visitor's services keep nothing: their data are in memory, no volume is left behind
+    postgres = next(c for c in services_of(server)
+                    if c.labels["org.tljh-rees.service"] == "postgres")
+    assert not [m for m in postgres.attrs["Mounts"] if m["Type"] == "volume"], \
+        postgres.attrs["Mounts"]
+    random_part = app["id"].removeprefix("anon-")  # DockerSpawner escapes the '-'
+    assert not docker.from_env().volumes.list(filters={"name": random_part})
     assert hub.rees("DELETE", f"pools/{template}").status_code == 204
     requests.delete(f"{hub.service_url}/api/applications/{template}/{app['id']}",
                     headers={"Authorization": f"token {app['token']}"}, timeout=60)

@@ -469,7 +469,10 @@ class ReesSpawner(DockerSpawner):
         return ensure_service_image(recipe, progress=note)
 
     def service_volume(self, service: str) -> str:
-        """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``)."""
+        """A user's persistent volume of one service (``rees-home-alice`` → ``…-postgres``);
+        none for a temporary user, whose services keep nothing, like their server."""
+        if self.temporary:
+            return ""
         return f"{self.volume_name_template.format(username=self.escaped_name)}-{service}"
 
     async def _open_services(self, running) -> None:

@@ -301,10 +301,6 @@ class ReesSwarmSpawner(ReesSpawner, SwarmSpawner):
                 unschedulable_grace=self.unschedulable_grace)
         return self._service_runner
 
-    def service_volume(self, service: str) -> str:
-        """A temporary user has no home node: their services keep nothing."""
-        return "" if self.temporary else super().service_volume(service)
-
     def _spec_services(self) -> None:
         """The server's spec names its services' network (beside the node's bridge, for
         its port and the Hub) and mounts its launch's secret as ~/.rees/services.env."""
