@@ -73,7 +73,8 @@ async def test_previews_run_two_at_a_time_and_refuse_beyond_the_queue(tmp_path):
     requests = [asyncio.create_task(previewer.preview_files(lambda directory: None))
                 for _ in range(3)]
     try:
-        await until(lambda: len(names(state, "running-")) == 2, "two previews to start")
+        # each child writes "saw-" after "running-": wait for both children's counts
+        await until(lambda: len(names(state, "saw-")) == 2, "two previews to start")
         # two run, the third waits its turn: the fourth is refused without waiting
         with pytest.raises(SpecError) as refused:
             await previewer.preview_files(lambda directory: None)
