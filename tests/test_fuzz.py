@@ -140,6 +140,14 @@ def report(failures: list[str]) -> str:
         "\n\n".join(failures[:20])
 
 
+def bad_framing(case) -> bool:
+    """A generated ``Content-Length`` that is no number: the HTTP layer (the proxy,
+    Tornado) answers 400 before any handler sees the request, so the document's
+    answers do not apply."""
+    return any(key.lower() == "content-length" and not str(value).strip().isdigit()
+               for key, value in (case.headers or {}).items())
+
+
 def validate(case, response, failures: list[str]) -> None:
     try:
         case.validate_response(response, checks=CHECKS)
@@ -190,7 +198,7 @@ def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(hub, objects, 
                   phases=[Phase.generate], suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=mode, **fixed))
         def fuzz(case):
-            if time.monotonic() > until:
+            if time.monotonic() > until or bad_framing(case):
                 return
             try:
                 response = case.call(base_url=hub.service_url, headers=headers,
