@@ -219,8 +219,8 @@ class ServiceRunner:
         try:
             exec_id = self.api.exec_create(container_id, kind.health_command())
             self.api.exec_start(exec_id)
-        except APIError as error:
-            if error.status_code == 409:  # "container … is not running"
+        except APIError:  # "… is not running": 409 from the create, 500 from the start
+            if not self.api.inspect_container(container_id)["State"]["Running"]:
                 return False
             raise
         return self.api.exec_inspect(exec_id)["ExitCode"] == 0
