@@ -15,6 +15,8 @@ import requests
 from escapism import escape
 
 from tests.helpers import GitRepo, clients_dockerfile, wait_for
+from tljh_rees.services.kinds import kind_named
+from tljh_rees.services.runner import ServiceRunner
 
 SERVICES = [{"name": "postgres", "version": "15", "params": {"database": "course"}},
             {"name": "redis"}]
@@ -269,11 +271,9 @@ def test_what_a_crash_left_of_a_servers_services_is_replaced(od_hub, template,
 
 def test_a_service_that_stops_between_two_looks_is_reported_as_stopped(od_hub,
                                                                         client_environment):
-    """The health check of a container that has just exited is a 409 from the engine,
-    not a crash of the launch: the runner reports that the service stopped."""
-    from tljh_rees.services.kinds import kind_named
-    from tljh_rees.services.runner import ServiceRunner
-
+    """The health check of a container that has just exited gets an engine error (409 or
+    500, by when it exited), not a crash of the launch: it counts as not healthy, and the
+    runner's next look reports that the service stopped."""
     engine = docker.from_env()
     exited = engine.containers.run(server_image(od_hub, client_environment),
                                    ["sh", "-c", "exit 1"], entrypoint=[], detach=True)
